@@ -1,0 +1,1 @@
+"""Plumbing shared by monitord and monitor-agentd (config loading, logging, exit statuses)."""

@@ -1,0 +1,46 @@
+"""Run a daemon's async main with signal handling in the uvicorn manner.
+
+Signal handlers only set an event; the daemon's lifecycle object sees it and shuts down within its
+grace period. A second SIGINT/SIGTERM while shutting down exits at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from collections.abc import Awaitable, Callable
+
+log = logging.getLogger(__name__)
+
+#: Exit status when a second signal forces an immediate exit (128 + SIGINT, as shells report it).
+EX_FORCED = 130
+
+
+def run(body: Callable[[asyncio.Event], Awaitable[int]]) -> int:
+    """``asyncio.run`` ``body(stop)`` where ``stop`` is set by the first SIGTERM or SIGINT."""
+
+    async def main() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        received = 0
+
+        def on_signal(sig: signal.Signals) -> None:
+            nonlocal received
+            received += 1
+            if received == 1:
+                log.info("Received %s, shutting down", sig.name)
+                stop.set()
+            else:
+                log.warning("Received %s again, exiting immediately", sig.name)
+                os._exit(EX_FORCED)
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, on_signal, sig)
+        return await body(stop)
+
+    try:
+        return asyncio.run(main())
+    except KeyboardInterrupt:
+        return EX_FORCED

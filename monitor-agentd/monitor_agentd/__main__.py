@@ -1,0 +1,5 @@
+"""``python -m monitor_agentd``."""
+
+from monitor_agentd.cli import main
+
+raise SystemExit(main())

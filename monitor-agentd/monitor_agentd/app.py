@@ -1,0 +1,174 @@
+"""The monitor-agentd lifecycle object: collect on a schedule, stay connected, finish cleanly.
+
+Collection and connection are independent tasks: the agent keeps collecting into its spool while
+disconnected, and the connect loop replays the spool after every reconnect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import platform
+import socket
+import time
+import uuid
+from collections import deque
+
+from google.protobuf.timestamp_pb2 import Timestamp
+from monitoring.v1 import monitoring_pb2 as pb
+from monitoring_common.exits import EX_OK, EX_TEMPFAIL
+
+from monitor_agentd import __version__
+from monitor_agentd.backoff import Backoff, BackoffPolicy
+from monitor_agentd.collectors import Collector, make_collector
+from monitor_agentd.config import AgentConfig
+from monitor_agentd.errors import LinkFailed
+from monitor_agentd.spool import Spool
+from monitor_agentd.stream import Link
+
+log = logging.getLogger(__name__)
+
+CAPABILITIES = ("metrics.v1", "heartbeat.v1", "ack.range.v1")
+#: On SIGTERM/SIGINT: how long to wait for outstanding acks before exiting anyway.
+STOP_GRACE_SECONDS = 5.0
+
+
+class Agent:
+    """One agent process: ``await Agent(cfg).run(stop_event)`` returns the exit status."""
+
+    def __init__(self, cfg: AgentConfig, *, collector: Collector | None = None) -> None:
+        self.cfg = cfg
+        self.agent_id = cfg.agent.effective_id
+        self.hostname = socket.gethostname()
+        self.instance_id = uuid.uuid4().hex
+        self.started_at = time.time()
+        self.collector = collector or make_collector(cfg.collection, self.agent_id)
+        self.spool = Spool(cfg.spool.max_records)
+        self.control: deque[pb.AgentMessage] = deque()
+        self.finishing = asyncio.Event()
+        self.sequence = 0
+        c = cfg.connection
+        self.backoff = Backoff(BackoffPolicy(c.backoff_initial_seconds, c.backoff_multiplier,
+                                             c.backoff_max_seconds, c.backoff_jitter))
+        self.link = Link(c, self.agent_id, self.spool, self.control, self.finishing,
+                         self.registration, self._on_command)
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> int:
+        """Run until the iterations are done and acknowledged, or ``stop`` is set."""
+        log.info("monitor-agentd %s starting: agent id '%s', %s mode, every %gs, servers %s",
+                 __version__, self.agent_id, self.collector.name, self.cfg.collection.interval_seconds,
+                 ", ".join(self.cfg.agent.servers))
+        collector = asyncio.create_task(self._collect_loop(), name="collect")
+        connector = asyncio.create_task(self._connect_loop(), name="connect")
+        stopper = asyncio.create_task(stop.wait(), name="stop")
+        try:
+            await asyncio.wait({collector, connector, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            if connector.done():  # only on a bug: it returns after finishing
+                return connector.result()
+            by_signal = stop.is_set()
+            if collector.done() and not by_signal:
+                collector.result()  # re-raise a collector failure
+            collector.cancel()
+            self._finish()
+            grace = STOP_GRACE_SECONDS if by_signal else self.cfg.connection.ack_timeout_seconds
+            try:
+                return await asyncio.wait_for(asyncio.shield(connector), grace)
+            except TimeoutError:
+                log.error("✗ Stopping with %d metrics unacknowledged after waiting %.0fs", len(self.spool), grace)
+                return EX_OK if by_signal else EX_TEMPFAIL
+        finally:
+            for task in (collector, connector, stopper):
+                task.cancel()
+            await asyncio.gather(collector, connector, stopper, return_exceptions=True)
+
+    def _finish(self) -> None:
+        self.finishing.set()
+        self.spool.changed.set()  # wake the writer so it can close the stream once all is acked
+
+    # -- collection ------------------------------------------------------------------------------
+
+    async def _collect_loop(self) -> None:
+        interval = self.cfg.collection.interval_seconds
+        iterations = self.cfg.collection.iterations
+        # Give the first connection up to one interval, so a healthy start streams from record #1.
+        try:
+            await asyncio.wait_for(self.link.connected.wait(), timeout=interval)
+        except TimeoutError:
+            pass
+        start = time.monotonic()
+        for i in itertools.count(1):
+            record = self._collect()
+            connected = self.link.connected.is_set()
+            if connected:
+                self.control.append(pb.AgentMessage(heartbeat=self._heartbeat()))
+            self.spool.add(record)
+            log.info("[%d] %s metrics:\n  CPU: %.2f%%\n  Memory: %.2f%%", record.sequence,
+                     "Streamed" if connected else "Spooled (not connected)", record.cpu.percent, record.memory.percent)
+            if iterations and i >= iterations:
+                log.info("✓ Completed %d iterations. Stopping stream.", iterations)
+                return
+            # Sleep to the next slot of a fixed schedule, so collection time does not add drift.
+            next_at = start + i * interval
+            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+
+    def _collect(self) -> pb.MetricsData:
+        self.sequence += 1
+        record = pb.MetricsData(agent_id=self.agent_id, sequence=self.sequence, hostname=self.hostname,
+                                source=self.collector.name)
+        record.collected_at.GetCurrentTime()
+        record.labels.update(self.cfg.agent.labels)
+        self.collector.collect(record, self.sequence)
+        return record
+
+    def _heartbeat(self) -> pb.AgentHeartbeat:
+        return pb.AgentHeartbeat(
+            agent_id=self.agent_id, sent_at=_now(), state=pb.AGENT_STATE_RUNNING, last_sequence=self.sequence,
+            spool_depth=len(self.spool), spool_dropped=self.spool.dropped,
+            interval_seconds=self.cfg.collection.interval_seconds,
+        )
+
+    def registration(self) -> pb.AgentRegistration:
+        """What RegisterAgent tells the server on each connection."""
+        reg = pb.AgentRegistration(
+            agent_id=self.agent_id, hostname=self.hostname, agent_version=__version__,
+            capabilities=CAPABILITIES, protocol_version=1, instance_id=self.instance_id,
+            os=platform.system(), platform=platform.platform(),
+            interval_seconds=self.cfg.collection.interval_seconds, last_sequence=self.sequence,
+        )
+        reg.started_at.FromSeconds(int(self.started_at))
+        reg.labels.update(self.cfg.agent.labels)
+        return reg
+
+    def _on_command(self, command: pb.CommandMessage) -> None:
+        # Command execution arrives with the commands capability; until then nothing is run.
+        log.warning("Command %s (%s) received but this agent does not execute commands yet; ignored",
+                    command.command_id, command.command)
+
+    # -- connection ------------------------------------------------------------------------------
+
+    async def _connect_loop(self) -> int:
+        servers = itertools.cycle(self.cfg.agent.servers)
+        healthy_after = self.cfg.connection.healthy_after_seconds
+        while True:
+            address = next(servers)
+            try:
+                await self.link.run(address)
+                return EX_OK
+            except LinkFailed as exc:
+                reason = str(exc)
+            # Reset the backoff only after a stream that stayed up: no saw-tooth reconnect hammering.
+            if self.link.last_stream_seconds >= healthy_after:
+                self.backoff.reset()
+            delay = self.backoff.next_delay()
+            log.warning("✗ Connection to %s failed: %s; reconnecting in %.1fs (%d metrics spooled)",
+                        address, reason, delay, len(self.spool))
+            await asyncio.sleep(delay)
+
+
+def _now() -> Timestamp:
+    ts = Timestamp()
+    ts.GetCurrentTime()
+    return ts

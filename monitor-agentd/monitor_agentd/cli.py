@@ -1,0 +1,89 @@
+"""``monitor-agentd`` command line: the seed's flags, config loading, exit statuses."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import logging
+import sys
+
+from monitoring_common import logsetup, runner
+from monitoring_common.cli_support import config_error_exit, load_or_exit
+from monitoring_common.config_loader import InvalidField
+from monitoring_common.exits import EX_OK
+
+from monitor_agentd import __version__
+from monitor_agentd.app import Agent
+from monitor_agentd.config import DEFAULT_PATH, AgentConfig
+
+log = logging.getLogger("monitor_agentd")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="monitor-agentd",
+        description="Monitoring agent: collects host metrics and streams them to monitord over one gRPC stream.",
+        epilog="Exit status: 0 ok, 75 stopped with metrics unacknowledged (--iterations), 78 invalid configuration.",
+    )
+    p.add_argument("--config", metavar="PATH", help=f"configuration file (default {DEFAULT_PATH}, optional)")
+    p.add_argument("--server", metavar="HOST:PORT", action="append",
+                   help="monitord address; repeat for fallbacks (overrides agent.servers)")
+    p.add_argument("--agent-id", metavar="ID", help="agent id (overrides agent.id; default: the host name)")
+    p.add_argument("--mode", choices=("real", "mock"), help="collector (overrides collection.mode; default real)")
+    p.add_argument("--interval", metavar="SECONDS", type=float, help="collection interval (overrides collection.interval_seconds)")
+    p.add_argument("--iterations", metavar="N", type=int, help="stop after N collections, 0 = forever (overrides collection.iterations)")
+    p.add_argument("--state-dir", metavar="DIR", help="overrides agent.state_dir")
+    p.add_argument("--log-level", choices=logsetup.LEVELS, help="override logging.level")
+    p.add_argument("--check-config", action="store_true", help="validate the configuration and exit (0 or 78)")
+    p.add_argument("--version", action="version", version=f"monitor-agentd {__version__}")
+    return p
+
+
+def _require_min(flag: str, value: float, minimum: float) -> None:
+    if value < minimum:
+        config_error_exit("monitor-agentd", "command line", flag, f"must be >= {minimum}, got {value}")
+
+
+def build_config(args: argparse.Namespace) -> AgentConfig:
+    """The file's config with command-line overrides applied (validated like the file)."""
+    cfg = load_or_exit("monitor-agentd", args.config, DEFAULT_PATH, AgentConfig)
+    agent, collection, logging_ = cfg.agent, cfg.collection, cfg.logging
+    try:
+        if args.server:
+            agent = dataclasses.replace(agent, servers=tuple(args.server))
+        if args.agent_id is not None:
+            agent = dataclasses.replace(agent, id=args.agent_id)
+        if args.state_dir is not None:
+            agent = dataclasses.replace(agent, state_dir=args.state_dir)
+    except InvalidField as exc:
+        config_error_exit("monitor-agentd", "command line", f"--{'server' if exc.field == 'servers' else exc.field}", exc.problem)
+    if args.interval is not None:
+        _require_min("--interval", args.interval, 0.05)
+        collection = dataclasses.replace(collection, interval_seconds=args.interval)
+    if args.iterations is not None:
+        _require_min("--iterations", args.iterations, 0)
+        collection = dataclasses.replace(collection, iterations=args.iterations)
+    if args.mode is not None:
+        collection = dataclasses.replace(collection, mode=args.mode)
+    if args.log_level is not None:
+        logging_ = dataclasses.replace(logging_, level=args.log_level)
+    return dataclasses.replace(cfg, agent=agent, collection=collection, logging=logging_)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    cfg = build_config(args)
+    if args.check_config:
+        print(f"monitor-agentd: configuration OK ({args.config or DEFAULT_PATH})")
+        return EX_OK
+    logsetup.configure(cfg.logging.level)
+
+    async def body(stop: asyncio.Event) -> int:
+        return await Agent(cfg).run(stop)
+
+    return runner.run(body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""monitor-agentd configuration: one frozen dataclass per section of /etc/monitor-agentd/agent.yaml.
+
+etc/monitor-agentd/agent.yaml documents the same keys; tests/unit/test_example_configs.py checks
+that the two agree.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Literal
+
+from monitoring_common.config_loader import InvalidField, setting, split_hostport
+from monitoring_common.sections import LoggingSection
+
+DEFAULT_PATH = "/etc/monitor-agentd/agent.yaml"
+
+
+@dataclass(frozen=True)
+class AgentSection:
+    """Identity of this agent and where its server is."""
+
+    id: str = setting("", "Agent id (Kafka record key). Empty: the host name.")
+    servers: tuple[str, ...] = setting(
+        factory=lambda: ("127.0.0.1:50051",),
+        doc="monitord addresses (HOST:PORT), tried in turn when a connection fails.",
+    )
+    labels: Mapping[str, str] = setting(
+        factory=lambda: MappingProxyType({}), doc="Free-form labels attached to every metrics record."
+    )
+    state_dir: str = setting(
+        "/var/lib/monitor-agentd", "Directory for the agent's durable state (sequence number, spool).", min=1
+    )
+
+    def __post_init__(self) -> None:
+        if not self.servers:
+            raise InvalidField("servers", "at least one server address is required")
+        for address in self.servers:
+            split_hostport("servers", address)
+
+    @property
+    def effective_id(self) -> str:
+        return self.id or socket.gethostname()
+
+
+@dataclass(frozen=True)
+class CollectionSection:
+    """What is collected and how often."""
+
+    mode: Literal["real", "mock"] = setting(
+        "real", "'real' reads the host with psutil; 'mock' produces deterministic synthetic metrics."
+    )
+    interval_seconds: float = setting(10.0, "Seconds between two collections.", min=0.05, max=86_400)
+    iterations: int = setting(0, "Stop after this many collections (0 = run forever).", min=0)
+    ignore_fstypes: tuple[str, ...] = setting(
+        factory=lambda: ("tmpfs", "devtmpfs", "overlay", "squashfs", "proc", "sysfs", "cgroup2", "nsfs", "autofs"),
+        doc="Filesystem types left out of disk usage.",
+    )
+    max_disks: int = setting(64, "At most this many filesystems/disks per record.", min=0, max=4096)
+    max_interfaces: int = setting(64, "At most this many network interfaces per record.", min=0, max=4096)
+
+
+@dataclass(frozen=True)
+class ConnectionSection:
+    """Connecting, reconnecting and waiting for acks."""
+
+    connect_timeout_seconds: float = setting(10.0, "Deadline for connecting and registering.", min=0.1, max=600)
+    backoff_initial_seconds: float = setting(1.0, "First reconnect delay.", min=0.01, max=3600)
+    backoff_multiplier: float = setting(2.0, "Each failed attempt multiplies the delay by this.", min=1.0, max=10)
+    backoff_max_seconds: float = setting(60.0, "Upper bound of the reconnect delay.", min=0.01, max=86_400)
+    backoff_jitter: float = setting(
+        1.0, "Fraction of the delay that is randomised: 1.0 = full jitter (uniform 0..delay), 0 = none.", min=0, max=1
+    )
+    healthy_after_seconds: float = setting(
+        30.0, "A stream must stay up this long before the reconnect delay is reset.", min=0, max=3600
+    )
+    keepalive_seconds: float = setting(
+        20.0, "HTTP/2 keepalive ping interval; monitord accepts pings down to every 10 s.", min=10, max=3600
+    )
+    keepalive_timeout_seconds: float = setting(10.0, "A ping unanswered this long means the connection is dead.", min=1, max=600)
+    retry_nacked_seconds: float = setting(
+        2.0, "After a negative ack (Kafka unavailable) resend the record after this delay.", min=0.01, max=3600
+    )
+    ack_timeout_seconds: float = setting(
+        60.0, "With --iterations: how long to wait for the last acks before giving up (exit 75).", min=0.1, max=86_400
+    )
+
+    def __post_init__(self) -> None:
+        if self.backoff_max_seconds < self.backoff_initial_seconds:
+            raise InvalidField("backoff_max_seconds", "must be >= backoff_initial_seconds")
+
+
+@dataclass(frozen=True)
+class SpoolSection:
+    """Records kept until the server acknowledged them."""
+
+    max_records: int = setting(
+        100_000, "Unacknowledged records kept; beyond it the oldest are dropped, counted and reported.",
+        min=1, max=10_000_000,
+    )
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """The whole of agent.yaml."""
+
+    agent: AgentSection = setting(factory=AgentSection, doc="Identity and servers.")
+    collection: CollectionSection = setting(factory=CollectionSection, doc="Collection.")
+    connection: ConnectionSection = setting(factory=ConnectionSection, doc="Connection management.")
+    spool: SpoolSection = setting(factory=SpoolSection, doc="Unacknowledged records.")
+    logging: LoggingSection = setting(factory=LoggingSection, doc="Logging.")

@@ -1,0 +1,157 @@
+"""One connection to one monitord: register, open the stream, write and read until it ends.
+
+The writer sends what the spool hands out (replaying everything unacknowledged first) plus control
+messages (heartbeats, command responses); the reader applies acks to the spool and passes commands
+on. Both run in a TaskGroup: if either fails the connection is over and :class:`LinkFailed` tells
+the reconnect loop why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+
+import grpc
+from monitoring.v1 import monitoring_pb2 as pb
+from monitoring.v1 import monitoring_pb2_grpc as pb_grpc
+
+from monitor_agentd.config import ConnectionSection
+from monitor_agentd.errors import LinkFailed
+from monitor_agentd.spool import Spool
+
+log = logging.getLogger(__name__)
+
+
+def channel_options(cfg: ConnectionSection) -> list[tuple[str, int]]:
+    """HTTP/2 keepalive agreed with monitord's (monitord.app.KEEPALIVE_OPTIONS)."""
+    return [
+        ("grpc.keepalive_time_ms", int(cfg.keepalive_seconds * 1000)),
+        ("grpc.keepalive_timeout_ms", int(cfg.keepalive_timeout_seconds * 1000)),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.max_pings_without_data", 0),
+        # Reconnecting is this agent's job (with its own backoff), not the channel's.
+        ("grpc.enable_retries", 0),
+    ]
+
+
+class Link:
+    """Serve one connection; ``run()`` returns normally only after a graceful close."""
+
+    def __init__(
+        self,
+        cfg: ConnectionSection,
+        agent_id: str,
+        spool: Spool,
+        control: deque[pb.AgentMessage],
+        finishing: asyncio.Event,
+        registration: Callable[[], pb.AgentRegistration],
+        on_command: Callable[[pb.CommandMessage], None],
+    ) -> None:
+        self._cfg = cfg
+        self._agent_id = agent_id
+        self._spool = spool
+        self._control = control
+        self._finishing = finishing
+        self._registration = registration
+        self._on_command = on_command
+        self._retry_handle: asyncio.TimerHandle | None = None
+        self.connected_since: float | None = None
+        #: Set while a stream is open.
+        self.connected = asyncio.Event()
+        #: How long the last stream stayed up (the reconnect loop resets its backoff on this).
+        self.last_stream_seconds = 0.0
+        self.server_id = ""
+
+    async def run(self, address: str) -> None:
+        """Connect to ``address`` and serve until a graceful close; raises :class:`LinkFailed`."""
+        self.last_stream_seconds = 0.0
+        try:
+            async with grpc.aio.insecure_channel(address, options=channel_options(self._cfg)) as channel:
+                stub = pb_grpc.MonitoringServiceStub(channel)
+                ack = await stub.RegisterAgent(
+                    self._registration(), timeout=self._cfg.connect_timeout_seconds, wait_for_ready=True
+                )
+                if not ack.success:
+                    raise LinkFailed(f"registration refused: {ack.message}")
+                self.server_id = ack.server_id
+                log.info("✓ Agent registered: %s", ack.message)
+                log.info("Using bidirectional streaming (server %s at %s)", ack.server_id or "?", address)
+                call = stub.StreamCommunication(metadata=(("agent-id", self._agent_id),))
+                self._spool.rewind()
+                self.connected_since = time.monotonic()
+                self.connected.set()
+                await self._serve(call)
+        except grpc.aio.AioRpcError as exc:
+            raise LinkFailed(f"{exc.code().name}: {exc.details()}") from None
+        finally:
+            if self.connected_since is not None:
+                self.last_stream_seconds = time.monotonic() - self.connected_since
+            self.connected_since = None
+            self.connected.clear()
+            if self._retry_handle is not None:
+                self._retry_handle.cancel()
+                self._retry_handle = None
+
+    async def _serve(self, call: grpc.aio.StreamStreamCall) -> None:
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._write_loop(call))
+                tg.create_task(self._read_loop(call))
+        except ExceptionGroup as group:
+            first = group.exceptions[0]
+            if isinstance(first, grpc.aio.AioRpcError):
+                raise LinkFailed(f"{first.code().name}: {first.details()}") from None
+            if isinstance(first, LinkFailed):
+                raise first from None
+            raise
+
+    def _next_message(self) -> pb.AgentMessage | None:
+        if self._control:
+            return self._control.popleft()
+        record = self._spool.next_to_send()
+        return pb.AgentMessage(metrics_data=record) if record is not None else None
+
+    async def _write_loop(self, call: grpc.aio.StreamStreamCall) -> None:
+        while True:
+            self._spool.changed.clear()
+            while (message := self._next_message()) is not None:
+                await call.write(message)
+            if self._finishing.is_set() and not self._control and len(self._spool) == 0:
+                await call.done_writing()
+                return
+            await self._spool.changed.wait()
+
+    async def _read_loop(self, call: grpc.aio.StreamStreamCall) -> None:
+        async for message in call:
+            kind = message.WhichOneof("message")
+            if kind == "acknowledgment":
+                self._on_ack(message.acknowledgment)
+            elif kind == "command":
+                self._on_command(message.command)
+        if not (self._finishing.is_set() and len(self._spool) == 0):
+            raise LinkFailed("server closed the stream")
+
+    def _on_ack(self, ack: pb.Ack) -> None:
+        if ack.kind != pb.ACK_KIND_METRICS:
+            return
+        if ack.success:
+            self._spool.ack(ack.first_sequence, ack.last_sequence)
+            log.debug("Ack for metrics #%d..#%d", ack.first_sequence, ack.last_sequence)
+        elif ack.retriable:
+            log.warning("Server could not store metrics #%d: %s; resending in %.1fs",
+                        ack.first_sequence, ack.message, self._cfg.retry_nacked_seconds)
+            self._spool.hold()
+            if self._retry_handle is None:
+                self._retry_handle = asyncio.get_running_loop().call_later(
+                    self._cfg.retry_nacked_seconds, self._resume
+                )
+        else:
+            log.error("Server refused metrics #%d..#%d: %s", ack.first_sequence, ack.last_sequence, ack.message)
+            self._spool.discard(ack.first_sequence, ack.last_sequence)
+
+    def _resume(self) -> None:
+        self._retry_handle = None
+        self._spool.rewind()

@@ -1,0 +1,1 @@
+"""The analysis consumer (``monitor-analyzer``): reads monitoring-data and command-responses."""

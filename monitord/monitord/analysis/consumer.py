@@ -1,0 +1,139 @@
+"""The analysis consumer loop: one line per metrics record, a per-agent summary now and then.
+
+It is synchronous on purpose: a single consumer thread, nothing else to multiplex. Threshold rules
+(commands sent back to agents) will live here too.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+from google.protobuf import json_format
+from monitoring.v1 import monitoring_pb2 as pb
+
+from monitord import records
+from monitord.analysis.summary import AgentFigures
+from monitord.config import KafkaSection
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AnalyzerOptions:
+    """How the analyzer reads and prints."""
+
+    group_id: str = "monitor-analyzer"
+    from_beginning: bool = False
+    summary_interval: float = 30.0
+    json_output: bool = False
+    agent_filter: str | None = None
+
+
+def consumer_config(kafka: KafkaSection, opts: AnalyzerOptions) -> dict[str, Any]:
+    return {
+        "bootstrap.servers": kafka.bootstrap_servers,
+        "group.id": opts.group_id,
+        "auto.offset.reset": "earliest" if opts.from_beginning else "latest",
+        "enable.auto.commit": True,
+        "client.id": "monitor-analyzer",
+    }
+
+
+def describe_metrics(m: pb.MetricsData) -> str:
+    """The per-record line: ``[agent-001 #3] CPU 45.2% | Memory 67.9% | Disk / 41.0% | ...``."""
+    parts = [f"CPU {m.cpu.percent:.1f}%", f"Memory {m.memory.percent:.1f}%"]
+    if m.disks:
+        fullest = max(m.disks, key=lambda d: d.percent)
+        parts.append(f"Disk {fullest.mountpoint} {fullest.percent:.1f}%")
+    parts.append(f"Load {m.cpu.load_1m:.2f}")
+    net = m.network.total
+    parts.append(f"Net rx {net.bytes_recv / 1e6:.1f} MB tx {net.bytes_sent / 1e6:.1f} MB")
+    return f"[{m.agent_id} #{m.sequence}] " + " | ".join(parts)
+
+
+class Analyzer:
+    """Consume, de-duplicate by (agent id, sequence), print, summarise."""
+
+    def __init__(
+        self,
+        kafka: KafkaSection,
+        opts: AnalyzerOptions,
+        out: TextIO,
+        consumer_factory: Callable[[dict[str, Any]], Any] | None = None,
+    ) -> None:
+        if consumer_factory is None:
+            from confluent_kafka import Consumer
+
+            consumer_factory = Consumer
+        self._kafka = kafka
+        self._opts = opts
+        self._out = out
+        self._consumer = consumer_factory(consumer_config(kafka, opts))
+        self.agents: dict[str, AgentFigures] = {}
+
+    def run(self, stop: threading.Event) -> None:
+        topics = [self._kafka.topics.metrics, self._kafka.topics.command_responses]
+        self._consumer.subscribe(topics, on_assign=lambda _c, parts: log.info("Assigned %d partitions of %s", len(parts), ", ".join(topics)))
+        log.info("Analyzer consuming %s from %s (group %s)", ", ".join(topics), self._kafka.bootstrap_servers, self._opts.group_id)
+        next_summary = time.monotonic() + self._opts.summary_interval
+        try:
+            while not stop.is_set():
+                msg = self._consumer.poll(0.5)
+                if msg is not None:
+                    self._handle(msg)
+                if time.monotonic() >= next_summary:
+                    self.print_summary()
+                    next_summary = time.monotonic() + self._opts.summary_interval
+        finally:
+            self.print_summary()
+            self._consumer.close()
+
+    def _handle(self, msg: Any) -> None:
+        if msg.error():
+            log.warning("Kafka consumer error: %s", msg.error())
+            return
+        try:
+            record = records.decode(msg.key(), msg.value(), msg.headers())
+        except records.RecordDecodeError as exc:
+            log.warning("Skipping undecodable record at %s[%d]@%d: %s", msg.topic(), msg.partition(), msg.offset(), exc)
+            return
+        if self._opts.agent_filter and record.agent_id != self._opts.agent_filter:
+            return
+        message = record.message
+        if isinstance(message, pb.MetricsData):
+            figures = self.agents.setdefault(record.agent_id, AgentFigures())
+            if figures.observe(message.sequence, message.cpu.percent, message.memory.percent):
+                self._emit("metrics", message, describe_metrics(message))
+        elif isinstance(message, pb.CommandResponseMessage):
+            status = pb.CommandStatus.Name(message.status)
+            self._emit("command_response", message,
+                       f"[{record.agent_id}] command {message.command_id} ({message.command}) → {status}"
+                       f" exit {message.exit_code} ({message.duration_seconds:.2f}s)")
+
+    def _emit(self, kind: str, message: Any, text: str) -> None:
+        if self._opts.json_output:
+            body = json_format.MessageToDict(message)
+            print(json.dumps({"type": kind, "record": body}), file=self._out, flush=True)
+        else:
+            print(text, file=self._out, flush=True)
+
+    def print_summary(self) -> None:
+        if not self.agents:
+            return
+        if self._opts.json_output:
+            summary = {a: {"records": f.records, "last_sequence": f.last_sequence, "missing": f.missing,
+                           "duplicates": f.duplicates} for a, f in sorted(self.agents.items())}
+            print(json.dumps({"type": "summary", "agents": summary}), file=self._out, flush=True)
+        else:
+            print(f"── Summary: {len(self.agents)} agents ──", file=self._out)
+            for agent_id, figures in sorted(self.agents.items()):
+                print(figures.line(agent_id), file=self._out)
+            self._out.flush()
+        for figures in self.agents.values():
+            figures.window_records = 0

@@ -1,0 +1,116 @@
+"""The monitord lifecycle object: start Kafka and gRPC, serve until told to stop, shut down in order."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import grpc
+from monitoring.v1 import monitoring_pb2_grpc as pb_grpc
+
+from monitord import __version__
+from monitord.config import MonitordConfig
+from monitord.errors import MonitordError
+from monitord.kafka_bridge import KafkaProducerBridge, ProducerFactory
+from monitord.service import MonitoringService
+from monitord.sessions import SessionRegistry
+from monitord.stats import ServerStats
+
+log = logging.getLogger(__name__)
+
+#: HTTP/2 keepalive, agreed with the agent's settings (monitor_agentd.channel): the server pings an
+#: idle agent every 30 s and drops it when no answer comes within 10 s; it tolerates agent pings
+#: down to every 10 s, and the agent pings every 20 s, so it never answers too_many_pings.
+KEEPALIVE_OPTIONS = [
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+    ("grpc.http2.max_ping_strikes", 2),
+]
+
+
+class StartupError(MonitordError):
+    """monitord could not start (e.g. the listen address is in use)."""
+
+
+class Monitord:
+    """One server process: ``async with Monitord(cfg) as m: await m.serve(stop_event)``."""
+
+    def __init__(self, cfg: MonitordConfig, *, producer_factory: ProducerFactory | None = None) -> None:
+        self.cfg = cfg
+        self.stats = ServerStats()
+        self.sessions = SessionRegistry()
+        self.bridge = KafkaProducerBridge(
+            cfg.kafka, client_id=f"monitord-{cfg.server.effective_server_id}", producer_factory=producer_factory
+        )
+        self._server: grpc.aio.Server | None = None
+        self._shutdown_done = False
+        self.port = 0
+
+    async def __aenter__(self) -> Monitord:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.shutdown()
+
+    async def start(self) -> None:
+        """Create the producer, bind and start the gRPC server."""
+        await self.bridge.start()
+        server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", self.cfg.server.max_message_bytes),
+                ("grpc.so_reuseport", 0),
+                *KEEPALIVE_OPTIONS,
+            ]
+        )
+        pb_grpc.add_MonitoringServiceServicer_to_server(
+            MonitoringService(self.cfg, self.bridge, self.sessions, self.stats), server
+        )
+        try:
+            self.port = server.add_insecure_port(self.cfg.server.listen)
+        except RuntimeError as exc:
+            raise StartupError(f"cannot listen on {self.cfg.server.listen}: {exc}") from None
+        if self.port == 0:
+            raise StartupError(f"cannot listen on {self.cfg.server.listen} (address in use or not available)")
+        await server.start()
+        self._server = server
+        log.info("monitord %s (server id %s) listening on %s", __version__,
+                 self.cfg.server.effective_server_id, self.cfg.server.listen)
+        log.info("Mode: Bidirectional streaming (no polling)")
+        log.info("Kafka: %s (topic %s, %s encoding)", self.cfg.kafka.bootstrap_servers,
+                 self.cfg.kafka.topics.metrics, self.cfg.kafka.value_encoding)
+
+    async def serve(self, stop: asyncio.Event) -> None:
+        """Run until ``stop`` is set, logging a status line every minute."""
+        last = (time.monotonic(), self.stats.forwarded)
+        while True:
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=60)
+                return
+            except TimeoutError:
+                now, forwarded = time.monotonic(), self.stats.forwarded
+                rate = (forwarded - last[1]) / (now - last[0])
+                last = (now, forwarded)
+                log.info("%s", self.status_line(rate))
+
+    def status_line(self, rate: float) -> str:
+        """One-line summary for operators (logs now; STATUS= later)."""
+        kafka = "up" if self.bridge.kafka_up else f"DOWN ({self.bridge.kafka_state})"
+        return (f"{len(self.sessions)} agents connected, {rate:.1f} records/s, "
+                f"{self.stats.forwarded} forwarded, {self.stats.failed} failed, Kafka {kafka}")
+
+    async def shutdown(self) -> None:
+        """Stop accepting, give streams the grace period, then flush and close the producer (idempotent)."""
+        if self._shutdown_done:
+            return
+        self._shutdown_done = True
+        grace = self.cfg.server.shutdown_grace_seconds
+        if self._server is not None:
+            log.info("Shutting down: %d agents connected, grace %.0fs", len(self.sessions), grace)
+            await self._server.stop(grace)
+        left = await self.bridge.close(timeout=grace)
+        log.info("monitord stopped (%d forwarded, %d failed, %d left undelivered)",
+                 self.stats.forwarded, self.stats.failed, left)

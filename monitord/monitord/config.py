@@ -1,0 +1,101 @@
+"""monitord configuration: one frozen dataclass per section of /etc/monitord/monitord.yaml.
+
+Every key is documented here (``setting(doc=...)``); etc/monitord/monitord.yaml mirrors this file and
+tests/unit/test_example_configs.py checks that the two agree.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Literal
+
+from monitoring_common.config_loader import setting, split_hostport
+from monitoring_common.sections import LoggingSection
+
+DEFAULT_PATH = "/etc/monitord/monitord.yaml"
+
+
+@dataclass(frozen=True)
+class ServerSection:
+    """The gRPC endpoint agents connect to."""
+
+    listen: str = setting("0.0.0.0:50051", "HOST:PORT the gRPC server listens on ([::]:50051 for IPv6).")
+    server_id: str = setting(
+        "", "Name of this monitord instance in acks, logs and Kafka headers. Empty: the host name."
+    )
+    max_inflight_per_stream: int = setting(
+        1000, "Records of one agent stream handed to Kafka but not yet acknowledged; when reached, "
+        "the server stops reading that stream (gRPC flow control pushes back on the agent).", min=1, max=1_000_000
+    )
+    max_inflight_total: int = setting(
+        200_000, "Records of all streams handed to Kafka but not yet acknowledged.", min=1, max=10_000_000
+    )
+    max_message_bytes: int = setting(
+        4 * 1024 * 1024, "Largest gRPC message accepted from an agent, in bytes.", min=1024, max=64 * 1024 * 1024
+    )
+    shutdown_grace_seconds: float = setting(
+        10.0, "On SIGTERM: how long in-flight deliveries may take before streams are cancelled.", min=0, max=300
+    )
+    log_each_record: bool = setting(
+        True, "Log one line per forwarded record (the seed's '✓ Forwarded metrics #N ...'). "
+        "Turn off on busy servers."
+    )
+
+    def __post_init__(self) -> None:
+        split_hostport("listen", self.listen)
+
+    @property
+    def effective_server_id(self) -> str:
+        return self.server_id or socket.gethostname()
+
+
+@dataclass(frozen=True)
+class TopicsSection:
+    """Kafka topic names."""
+
+    metrics: str = setting("monitoring-data", "Topic for MetricsData records.", min=1)
+    command_responses: str = setting("command-responses", "Topic for CommandResponseMessage records.", min=1)
+    commands: str = setting("commands", "Topic monitord consumes commands from.", min=1)
+    agent_status: str = setting("agent-status", "Compacted topic of agent presence events.", min=1)
+
+
+@dataclass(frozen=True)
+class KafkaSection:
+    """How monitord talks to Kafka."""
+
+    bootstrap_servers: str = setting("127.0.0.1:9092", "Comma-separated HOST:PORT list of Kafka brokers.", min=1)
+    topics: TopicsSection = setting(factory=TopicsSection, doc="Topic names.")
+    value_encoding: Literal["protobuf", "json"] = setting(
+        "protobuf", "Record value format: serialized protobuf, or proto3 JSON (readable with any Kafka tool)."
+    )
+    delivery_timeout_ms: int = setting(
+        30_000, "How long the producer keeps retrying a record before it is reported failed and the "
+        "agent gets a negative ack (librdkafka message.timeout.ms).", min=1000, max=3_600_000
+    )
+    linger_ms: float = setting(5.0, "Producer batching delay (librdkafka linger.ms).", min=0, max=1000)
+    compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = setting(
+        "lz4", "Compression codec of produced batches."
+    )
+    queue_max_messages: int = setting(
+        200_000, "librdkafka's local produce queue bound (queue.buffering.max.messages).", min=1000, max=10_000_000
+    )
+    producer: Mapping[str, str] = setting(
+        factory=lambda: MappingProxyType({}),
+        doc="Extra librdkafka producer properties passed through verbatim (e.g. security.protocol).",
+    )
+
+    def __post_init__(self) -> None:
+        for part in self.bootstrap_servers.split(","):
+            split_hostport("bootstrap_servers", part.strip())
+
+
+@dataclass(frozen=True)
+class MonitordConfig:
+    """The whole of monitord.yaml."""
+
+    server: ServerSection = setting(factory=ServerSection, doc="gRPC server.")
+    kafka: KafkaSection = setting(factory=KafkaSection, doc="Kafka connection and topics.")
+    logging: LoggingSection = setting(factory=LoggingSection, doc="Logging.")

@@ -1,0 +1,216 @@
+"""The Kafka side of monitord: an idempotent producer whose delivery reports become awaitables.
+
+librdkafka is driven by one background thread that calls ``poll()``; delivery reports collected in
+one poll are handed to the event loop in a single ``call_soon_threadsafe``, so the loop is never
+blocked on Kafka and is woken once per batch, not once per record. A record's future resolves only
+when Kafka confirmed it (``acks=all``) -- that is what the agent's ack waits for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import confluent_kafka
+from confluent_kafka import KafkaError
+
+from monitord.config import KafkaSection
+from monitord.errors import DeliveryError, ProducerClosed
+
+log = logging.getLogger(__name__)
+
+# Errors after which sending the same record again cannot succeed.
+_PERMANENT = {
+    KafkaError.MSG_SIZE_TOO_LARGE,
+    KafkaError.INVALID_MSG,
+    KafkaError.INVALID_RECORD,
+    KafkaError.INVALID_MSG_SIZE,
+}
+
+
+class ProducerLike(Protocol):
+    """The part of ``confluent_kafka.Producer`` monitord uses (tests pass a fake)."""
+
+    def produce(self, topic: str, value: bytes, key: bytes, headers: Any, on_delivery: Any) -> None: ...
+    def poll(self, timeout: float) -> int: ...
+    def flush(self, timeout: float) -> int: ...
+    def __len__(self) -> int: ...
+
+
+ProducerFactory = Callable[[dict[str, Any]], ProducerLike]
+
+
+def producer_config(cfg: KafkaSection, client_id: str) -> dict[str, Any]:
+    """librdkafka properties: idempotent, acks=all, bounded delivery time; extras passed through."""
+    conf: dict[str, Any] = {
+        "bootstrap.servers": cfg.bootstrap_servers,
+        "client.id": client_id,
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": cfg.linger_ms,
+        "compression.type": cfg.compression,
+        "message.timeout.ms": cfg.delivery_timeout_ms,
+        "queue.buffering.max.messages": cfg.queue_max_messages,
+        "socket.keepalive.enable": True,
+    }
+    conf.update(cfg.producer)
+    return conf
+
+
+class KafkaProducerBridge:
+    """Owns the producer and its poll thread; ``produce()`` returns a delivery future."""
+
+    def __init__(
+        self,
+        cfg: KafkaSection,
+        *,
+        client_id: str,
+        producer_factory: ProducerFactory | None = None,
+        on_state_change: Callable[[bool, str], None] | None = None,
+    ) -> None:
+        self._cfg = cfg
+        self._client_id = client_id
+        self._factory: ProducerFactory = producer_factory or confluent_kafka.Producer  # type: ignore[assignment]
+        self._on_state_change = on_state_change
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._producer: ProducerLike | None = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._closed = False
+        self._reports: list[tuple[asyncio.Future[None], KafkaError | None]] = []
+        self.kafka_up = True
+        self.kafka_state = "connecting"
+        self.delivered = 0
+        self.failed = 0
+        self.last_poll = time.monotonic()
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Create the producer and start the poll thread."""
+        self._loop = asyncio.get_running_loop()
+        conf = producer_config(self._cfg, self._client_id)
+        conf["error_cb"] = self._on_error
+        conf["logger"] = logging.getLogger("monitord.librdkafka")
+        self._producer = self._factory(conf)
+        self._thread = threading.Thread(target=self._poll_loop, name="kafka-poll", daemon=True)
+        self._thread.start()
+
+    async def close(self, timeout: float) -> int:
+        """Flush what is queued (up to ``timeout`` s), stop the thread; returns records left unsent."""
+        if self._closed:
+            return 0
+        self._closed = True
+        self._stop.set()
+        if self._thread is not None:
+            thread = self._thread
+            await asyncio.get_running_loop().run_in_executor(None, thread.join, timeout + 5)
+        remaining = len(self._producer) if self._producer is not None else 0
+        if remaining:
+            log.error("Kafka producer closed with %d records undelivered", remaining)
+        return remaining
+
+    # -- producing -------------------------------------------------------------------------------
+
+    async def produce(self, topic: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]]) -> asyncio.Future[None]:
+        """Hand one record to librdkafka; the returned future resolves when Kafka has it.
+
+        When librdkafka's local queue is full this waits (backpressure) instead of dropping.
+        The future fails with :class:`DeliveryError` if Kafka never confirms the record.
+        """
+        assert self._loop is not None and self._producer is not None, "start() first"
+        fut: asyncio.Future[None] = self._loop.create_future()
+        delay = 0.005
+        while True:
+            if self._closed:
+                raise ProducerClosed()
+            try:
+                self._producer.produce(
+                    topic, value=value, key=key, headers=headers, on_delivery=lambda err, _msg: self._reports.append((fut, err))
+                )
+                return fut
+            except BufferError:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.2)
+            except confluent_kafka.KafkaException as exc:
+                raise DeliveryError(str(exc.args[0] if exc.args else exc), retriable=False) from None
+
+    @property
+    def queue_depth(self) -> int:
+        """Records queued in librdkafka, not yet delivered."""
+        return len(self._producer) if self._producer is not None else 0
+
+    def healthy(self, now: float | None = None) -> bool:
+        """The delivery path works: the poll thread is alive and recent, and Kafka is reachable."""
+        now = time.monotonic() if now is None else now
+        alive = self._thread is not None and self._thread.is_alive() and now - self.last_poll < 10
+        return alive and self.kafka_up
+
+    # -- poll thread -----------------------------------------------------------------------------
+
+    def _poll_loop(self) -> None:
+        assert self._producer is not None and self._loop is not None
+        producer, loop = self._producer, self._loop
+        while not self._stop.is_set():
+            producer.poll(0.1)
+            self.last_poll = time.monotonic()
+            self._hand_over(loop)
+        producer.flush(self._cfg.delivery_timeout_ms / 1000)
+        self._hand_over(loop)
+
+    def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
+        if not self._reports:
+            return
+        # Delivery callbacks run inside poll() on this thread, so swapping the list here is safe.
+        batch, self._reports = self._reports, []
+        try:
+            loop.call_soon_threadsafe(self._settle, batch)
+        except RuntimeError:  # loop closed during interpreter shutdown
+            pass
+
+    def _settle(self, batch: list[tuple[asyncio.Future[None], KafkaError | None]]) -> None:
+        for fut, err in batch:
+            if err is None:
+                self.delivered += 1
+                if not self.kafka_up:
+                    self._set_state(True, "delivering")
+                if not fut.done():
+                    fut.set_result(None)
+            else:
+                self.failed += 1
+                if not fut.done():
+                    fut.set_exception(
+                        DeliveryError(f"Kafka delivery failed: {err.str()}", retriable=err.code() not in _PERMANENT)
+                    )
+                if err.code() == KafkaError._MSG_TIMED_OUT:  # noqa: SLF001
+                    self._set_state(False, "delivery timing out")
+
+    def _on_error(self, err: KafkaError) -> None:
+        # Called from poll() on the poll thread.
+        code = err.code()
+        if code in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT, KafkaError._RESOLVE):  # noqa: SLF001
+            if self._loop is not None:
+                self._loop.call_soon_threadsafe(self._set_state, False, err.str())
+        elif err.fatal():
+            log.critical("Kafka producer fatal error: %s", err.str())
+            if self._loop is not None:
+                self._loop.call_soon_threadsafe(self._set_state, False, "fatal: " + err.str())
+        else:
+            log.warning("Kafka client error: %s", err.str())
+
+    def _set_state(self, up: bool, detail: str) -> None:
+        if up == self.kafka_up and self.kafka_state == detail:
+            return
+        changed = up != self.kafka_up
+        self.kafka_up, self.kafka_state = up, detail
+        if changed:
+            if up:
+                log.info("✓ Kafka reachable again (%s)", detail)
+            else:
+                log.warning("Kafka unavailable: %s — metrics get negative acks until it returns", detail)
+            if self._on_state_change is not None:
+                self._on_state_change(up, detail)

@@ -1,0 +1,109 @@
+"""The Kafka record format, in one place for the producer (monitord) and the readers (analyzer, ctl).
+
+A record's key is the agent id (UTF-8), so all records of one agent land in one partition, in order.
+Its value is the protobuf message, serialized (``content-type: application/x-protobuf``) or as
+proto3 JSON (``application/json``). Headers:
+
+=================  ==========================================================================
+``message-type``   full protobuf name, e.g. ``monitoring.v1.MetricsData``
+``content-type``   ``application/x-protobuf`` or ``application/json``
+``agent-id``       the agent id again (for tools that do not show keys)
+``server-id``      the monitord instance that received it
+``sequence``       MetricsData only: the per-agent sequence number, decimal
+=================  ==========================================================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from google.protobuf import json_format
+from google.protobuf.message import DecodeError, Message
+from monitoring.v1 import monitoring_pb2 as pb
+
+PROTOBUF = "application/x-protobuf"
+JSON = "application/json"
+
+MESSAGE_TYPES: dict[str, type[Message]] = {
+    cls.DESCRIPTOR.full_name: cls
+    for cls in (pb.MetricsData, pb.CommandResponseMessage, pb.CommandMessage, pb.AgentHeartbeat, pb.AgentRegistration)
+}
+
+Headers = list[tuple[str, bytes]]
+
+
+class RecordDecodeError(ValueError):
+    """A Kafka record that is not a monitoring.v1 message we understand."""
+
+
+def encode(
+    message: Message,
+    *,
+    agent_id: str,
+    server_id: str,
+    encoding: Literal["protobuf", "json"] = "protobuf",
+    sequence: int | None = None,
+) -> tuple[bytes, bytes, Headers]:
+    """Return (key, value, headers) for ``message``."""
+    if encoding == "json":
+        value = json_format.MessageToJson(message, indent=None, preserving_proto_field_name=False).encode()
+        content_type = JSON
+    else:
+        value = message.SerializeToString()
+        content_type = PROTOBUF
+    headers: Headers = [
+        ("message-type", message.DESCRIPTOR.full_name.encode()),
+        ("content-type", content_type.encode()),
+        ("agent-id", agent_id.encode()),
+        ("server-id", server_id.encode()),
+    ]
+    if sequence is not None:
+        headers.append(("sequence", str(sequence).encode()))
+    return agent_id.encode(), value, headers
+
+
+def header(headers: Sequence[tuple[str, bytes | None]] | None, name: str) -> str | None:
+    """The first header called ``name``, decoded, or None."""
+    for key, value in headers or ():
+        if key == name and value is not None:
+            return value.decode("utf-8", "replace")
+    return None
+
+
+@dataclass(frozen=True)
+class DecodedRecord:
+    """A record read back from Kafka."""
+
+    agent_id: str
+    message: Message
+    server_id: str | None
+
+
+def decode(
+    key: bytes | None,
+    value: bytes | None,
+    headers: Sequence[tuple[str, bytes | None]] | None,
+    *,
+    default_type: type[Message] | None = None,
+) -> DecodedRecord:
+    """Decode a record written by :func:`encode` (or a hand-written JSON one, given ``default_type``)."""
+    type_name = header(headers, "message-type")
+    cls = MESSAGE_TYPES.get(type_name) if type_name else default_type
+    if cls is None:
+        raise RecordDecodeError(f"unknown message-type header {type_name!r}")
+    if value is None:
+        raise RecordDecodeError("record has no value")
+    message = cls()
+    content_type = header(headers, "content-type")
+    looks_json = value[:1] in (b"{", b" ", b"\n")
+    try:
+        if content_type == JSON or (content_type is None and looks_json):
+            json_format.Parse(value.decode("utf-8"), message, ignore_unknown_fields=False)
+        else:
+            message.ParseFromString(value)
+    except (DecodeError, json_format.ParseError, UnicodeDecodeError) as exc:
+        raise RecordDecodeError(f"cannot decode {cls.DESCRIPTOR.full_name}: {exc}") from None
+    agent_id = key.decode("utf-8", "replace") if key else getattr(message, "agent_id", "")
+    return DecodedRecord(agent_id=agent_id, message=message, server_id=header(headers, "server-id"))

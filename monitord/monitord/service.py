@@ -1,0 +1,97 @@
+"""MonitoringService: the two RPCs of monitoring.proto."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections.abc import AsyncIterator
+
+import grpc
+from monitoring.v1 import monitoring_pb2 as pb
+from monitoring.v1 import monitoring_pb2_grpc as pb_grpc
+
+from monitord.config import MonitordConfig
+from monitord.kafka_bridge import KafkaProducerBridge
+from monitord.sessions import Registration, Session, SessionRegistry
+from monitord.stats import ServerStats
+from monitord.stream_handler import AgentStream
+
+log = logging.getLogger(__name__)
+
+#: Agent ids are host-name-like: they become Kafka keys, log fields and file names.
+AGENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@:-]{0,127}$")
+
+
+class MonitoringService(pb_grpc.MonitoringServiceServicer):
+    """RegisterAgent and StreamCommunication on top of the session registry and the Kafka bridge."""
+
+    def __init__(self, cfg: MonitordConfig, bridge: KafkaProducerBridge, sessions: SessionRegistry, stats: ServerStats) -> None:
+        self._cfg = cfg
+        self._bridge = bridge
+        self._sessions = sessions
+        self._stats = stats
+        self._total_inflight = asyncio.Semaphore(cfg.server.max_inflight_total)
+        self._server_id = cfg.server.effective_server_id
+
+    async def RegisterAgent(self, request: pb.AgentRegistration, context: grpc.aio.ServicerContext) -> pb.Ack:  # noqa: N802
+        if not AGENT_ID.match(request.agent_id):
+            log.warning("Registration with invalid agent id %r from %s refused", request.agent_id, context.peer())
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "agent_id must match " + AGENT_ID.pattern)
+        self._sessions.register(
+            Registration(
+                agent_id=request.agent_id,
+                hostname=request.hostname,
+                agent_version=request.agent_version,
+                capabilities=frozenset(request.capabilities),
+                instance_id=request.instance_id,
+                peer=context.peer(),
+                registered_at=time.time(),
+            )
+        )
+        log.info("✓ Agent registered: %s on %s", request.agent_id, request.hostname or "?")
+        return pb.Ack(
+            kind=pb.ACK_KIND_REGISTRATION, success=True, message="Agent registered successfully", server_id=self._server_id
+        )
+
+    async def StreamCommunication(  # noqa: N802
+        self, request_iterator: AsyncIterator[pb.AgentMessage], context: grpc.aio.ServicerContext
+    ) -> None:
+        metadata = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
+        agent_id = metadata.get("agent-id", "")
+        if not AGENT_ID.match(agent_id):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "call metadata 'agent-id' missing or invalid")
+        task = asyncio.current_task()
+        assert task is not None
+        reason = "stream error"
+
+        def cancel(why: str) -> None:
+            nonlocal reason
+            reason = why
+            task.cancel()
+
+        session = Session(agent_id=agent_id, peer=context.peer(), write=context.write, cancel=cancel)
+        self._sessions.open(session)
+        log.info("Agent '%s' connected from %s (%d agents connected)", agent_id, session.peer, len(self._sessions))
+        ended_cleanly = False
+        try:
+            await AgentStream(self._cfg, session, self._bridge, self._total_inflight, self._stats).run(request_iterator)
+            ended_cleanly = True
+        except asyncio.CancelledError:
+            reason = reason if reason != "stream error" else "connection lost"
+            raise
+        except Exception as exc:  # noqa: BLE001 - any failure ends only this agent's stream
+            inner = exc.exceptions[0] if isinstance(exc, ExceptionGroup) else exc
+            reason = f"stream error: {type(inner).__name__}: {inner}"
+            if not isinstance(inner, (grpc.aio.AioRpcError, ConnectionError)):
+                log.error("Unexpected error on the stream of agent '%s'", agent_id, exc_info=inner)
+        finally:
+            self._sessions.close(session)
+            if ended_cleanly:
+                log.info("✓ Stream ended for agent '%s' (%d metrics received)", agent_id, session.metrics_received)
+            else:
+                log.warning(
+                    "✗ Agent '%s' disconnected: %s (%d metrics received; %d agents connected)",
+                    agent_id, reason, session.metrics_received, len(self._sessions),
+                )

@@ -1,0 +1,178 @@
+"""One agent's StreamCommunication call: read, forward to Kafka, ack only what Kafka confirmed.
+
+Reading and acknowledging run as two tasks joined by a FIFO of delivery futures. The reader hands
+each record to the producer and moves on (no per-record flush); the acker awaits the futures in
+arrival order and writes the ack only after the delivery report, so an agent never receives a
+positive ack for a record Kafka does not have, and acks arrive in sequence order. In-flight records
+are bounded per stream and in total: when either bound is reached, the reader stops reading and
+gRPC flow control pushes back on the agent instead of monitord buffering without limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from monitoring.v1 import monitoring_pb2 as pb
+
+from monitord import records
+from monitord.config import MonitordConfig
+from monitord.errors import DeliveryError
+from monitord.kafka_bridge import KafkaProducerBridge
+from monitord.sessions import Session
+from monitord.stats import ServerStats
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _Pending:
+    kind: int  # pb.AckKind
+    future: asyncio.Future[None]
+    sequence: int = 0
+    command_id: str = ""
+    reject: str = ""  # set: answer with this negative ack without waiting for Kafka
+
+
+class AgentStream:
+    """Serve one stream until the agent closes it, it breaks, or the server cancels it."""
+
+    def __init__(
+        self,
+        cfg: MonitordConfig,
+        session: Session,
+        bridge: KafkaProducerBridge,
+        total_inflight: asyncio.Semaphore,
+        stats: ServerStats,
+    ) -> None:
+        self._cfg = cfg
+        self._session = session
+        self._bridge = bridge
+        self._total = total_inflight
+        self._mine = asyncio.Semaphore(cfg.server.max_inflight_per_stream)
+        self._stats = stats
+        self._pending: asyncio.Queue[_Pending | None] = asyncio.Queue()
+        self._server_id = cfg.server.effective_server_id
+
+    async def run(self, requests: AsyncIterator[pb.AgentMessage]) -> None:
+        """Serve the stream; returns when the agent half-closed and every ack was written.
+
+        If either side fails (the agent vanished, a write failed) the TaskGroup cancels the other.
+        """
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._read_loop(requests), name=f"reader-{self._session.agent_id}")
+                tg.create_task(self._ack_loop(), name=f"acker-{self._session.agent_id}")
+        finally:
+            self._release_unacked()
+
+    async def _read_loop(self, requests: AsyncIterator[pb.AgentMessage]) -> None:
+        async for message in requests:
+            self._session.last_seen = time.monotonic()
+            await self._handle(message)
+        # The agent half-closed: the acker finishes what is outstanding, then the call ends OK.
+        await self._pending.put(None)
+
+    def _release_unacked(self) -> None:
+        # Records still queued when the stream died: their slots go back to the shared pool. The
+        # agent never got an ack for them, so it will send them again on its next stream.
+        while not self._pending.empty():
+            if self._pending.get_nowait() is not None:
+                self._mine.release()
+                self._total.release()
+
+    async def _handle(self, message: pb.AgentMessage) -> None:
+        kind = message.WhichOneof("message")
+        agent_id = self._session.agent_id
+        if kind == "metrics_data":
+            metrics = message.metrics_data
+            self._session.metrics_received += 1
+            self._stats.received += 1
+            if metrics.agent_id != agent_id:
+                await self._reject(pb.ACK_KIND_METRICS, f"agent_id {metrics.agent_id!r} does not match stream", metrics.sequence)
+                return
+            key, value, headers = records.encode(
+                metrics, agent_id=agent_id, server_id=self._server_id,
+                encoding=self._cfg.kafka.value_encoding, sequence=metrics.sequence,
+            )
+            await self._forward(pb.ACK_KIND_METRICS, self._cfg.kafka.topics.metrics, key, value, headers, sequence=metrics.sequence)
+        elif kind == "command_response":
+            response = message.command_response
+            if response.agent_id and response.agent_id != agent_id:
+                await self._reject(pb.ACK_KIND_COMMAND_RESPONSE, "agent_id does not match stream", command_id=response.command_id)
+                return
+            response.agent_id = agent_id
+            response.reported_by = response.reported_by or "agent"
+            key, value, headers = records.encode(
+                response, agent_id=agent_id, server_id=self._server_id, encoding=self._cfg.kafka.value_encoding
+            )
+            await self._forward(
+                pb.ACK_KIND_COMMAND_RESPONSE, self._cfg.kafka.topics.command_responses, key, value, headers,
+                command_id=response.command_id,
+            )
+        elif kind == "heartbeat":
+            hb = message.heartbeat
+            self._stats.heartbeats += 1
+            if hb.spool_dropped:
+                self._stats.note_agent_drops(agent_id, hb.spool_dropped)
+            log.debug("Heartbeat from '%s' (last sequence %d, spool %d)", agent_id, hb.last_sequence, hb.spool_depth)
+        else:
+            log.warning("Empty or unknown message from agent '%s' ignored", agent_id)
+
+    async def _forward(
+        self, kind: int, topic: str, key: bytes, value: bytes, headers: records.Headers,
+        *, sequence: int = 0, command_id: str = "",
+    ) -> None:
+        # Bounded in-flight: block reading (not buffer) when Kafka is slower than the agents.
+        await self._mine.acquire()
+        await self._total.acquire()
+        try:
+            future = await self._bridge.produce(topic, key, value, headers)
+        except DeliveryError as exc:
+            future = asyncio.get_running_loop().create_future()
+            future.set_exception(exc)
+        await self._pending.put(_Pending(kind, future, sequence, command_id))
+
+    async def _reject(self, kind: int, reason: str, sequence: int = 0, command_id: str = "") -> None:
+        log.warning("Rejected message from agent '%s': %s", self._session.agent_id, reason)
+        future = asyncio.get_running_loop().create_future()
+        await self._mine.acquire()
+        await self._total.acquire()
+        await self._pending.put(_Pending(kind, future, sequence, command_id, reject=reason))
+
+    async def _ack_loop(self) -> None:
+        agent_id = self._session.agent_id
+        while (item := await self._pending.get()) is not None:
+            try:
+                ack = pb.Ack(kind=item.kind, server_id=self._server_id, first_sequence=item.sequence,
+                             last_sequence=item.sequence, command_id=item.command_id)
+                if item.reject:
+                    ack.success, ack.retriable, ack.message = False, False, item.reject
+                    self._stats.rejected += 1
+                else:
+                    try:
+                        await item.future
+                    except DeliveryError as exc:
+                        ack.success, ack.retriable, ack.message = False, exc.retriable, exc.reason
+                        self._stats.failed += 1
+                        log.warning("✗ Kafka delivery failed for %s from agent '%s': %s (negative ack sent)",
+                                    _what(item), agent_id, exc.reason)
+                    else:
+                        ack.success, ack.message = True, "stored in Kafka"
+                        self._stats.forwarded += 1
+                        if self._cfg.server.log_each_record:
+                            log.info("✓ Forwarded %s from agent '%s' to Kafka", _what(item), agent_id)
+            finally:
+                self._mine.release()
+                self._total.release()
+            await self._session.send(pb.ServerMessage(acknowledgment=ack))
+            self._stats.acks += 1
+
+
+def _what(item: _Pending) -> str:
+    if item.kind == pb.ACK_KIND_METRICS:
+        return f"metrics #{item.sequence}"
+    return f"command response {item.command_id}"

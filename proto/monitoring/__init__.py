@@ -1,0 +1,1 @@
+"""The monitoring wire protocol (generated code lives in monitoring.v1)."""

@@ -1,0 +1,1 @@
+"""Generated from monitoring.proto by scripts/gen-proto.sh — do not edit by hand."""
