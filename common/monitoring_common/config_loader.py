@@ -50,8 +50,8 @@ def setting(
     doc: str = "",
     *,
     factory: Any = None,
-    min: float | None = None,  # noqa: A002 - reads naturally at the call site
-    max: float | None = None,  # noqa: A002
+    min: float | None = None,
+    max: float | None = None,
     secret: bool = False,
 ) -> Any:
     """Declare a config field with its documentation and bounds (used by the loader and the docs)."""
@@ -112,7 +112,7 @@ def field_docs(schema: type[Any], prefix: str = "") -> list[tuple[str, str, Any,
         if dataclasses.is_dataclass(hint):
             rows.extend(field_docs(typing.cast(type, hint), key + "."))
             continue
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        default = f.default if f.default is not dataclasses.MISSING else typing.cast(Any, f.default_factory)()
         rows.append((key, _type_name(hint), default, f.metadata.get("doc", "")))
     return rows
 

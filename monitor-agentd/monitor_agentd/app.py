@@ -7,6 +7,7 @@ disconnected, and the connect loop replays the spool after every reconnect.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import platform
@@ -16,8 +17,6 @@ import uuid
 from collections import deque
 
 from google.protobuf.timestamp_pb2 import Timestamp
-from monitoring.v1 import monitoring_pb2 as pb
-from monitoring_common.exits import EX_OK, EX_TEMPFAIL
 
 from monitor_agentd import __version__
 from monitor_agentd.backoff import Backoff, BackoffPolicy
@@ -26,6 +25,8 @@ from monitor_agentd.config import AgentConfig
 from monitor_agentd.errors import LinkFailed
 from monitor_agentd.spool import Spool
 from monitor_agentd.stream import Link
+from monitoring.v1 import monitoring_pb2 as pb
+from monitoring_common.exits import EX_OK, EX_TEMPFAIL
 
 log = logging.getLogger(__name__)
 
@@ -49,18 +50,25 @@ class Agent:
         self.finishing = asyncio.Event()
         self.sequence = 0
         c = cfg.connection
-        self.backoff = Backoff(BackoffPolicy(c.backoff_initial_seconds, c.backoff_multiplier,
-                                             c.backoff_max_seconds, c.backoff_jitter))
-        self.link = Link(c, self.agent_id, self.spool, self.control, self.finishing,
-                         self.registration, self._on_command)
+        self.backoff = Backoff(
+            BackoffPolicy(c.backoff_initial_seconds, c.backoff_multiplier, c.backoff_max_seconds, c.backoff_jitter)
+        )
+        self.link = Link(
+            c, self.agent_id, self.spool, self.control, self.finishing, self.registration, self._on_command
+        )
 
     # -- lifecycle -------------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> int:
         """Run until the iterations are done and acknowledged, or ``stop`` is set."""
-        log.info("monitor-agentd %s starting: agent id '%s', %s mode, every %gs, servers %s",
-                 __version__, self.agent_id, self.collector.name, self.cfg.collection.interval_seconds,
-                 ", ".join(self.cfg.agent.servers))
+        log.info(
+            "monitor-agentd %s starting: agent id '%s', %s mode, every %gs, servers %s",
+            __version__,
+            self.agent_id,
+            self.collector.name,
+            self.cfg.collection.interval_seconds,
+            ", ".join(self.cfg.agent.servers),
+        )
         collector = asyncio.create_task(self._collect_loop(), name="collect")
         connector = asyncio.create_task(self._connect_loop(), name="connect")
         stopper = asyncio.create_task(stop.wait(), name="stop")
@@ -94,10 +102,8 @@ class Agent:
         interval = self.cfg.collection.interval_seconds
         iterations = self.cfg.collection.iterations
         # Give the first connection up to one interval, so a healthy start streams from record #1.
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.link.connected.wait(), timeout=interval)
-        except TimeoutError:
-            pass
         start = time.monotonic()
         for i in itertools.count(1):
             record = self._collect()
@@ -105,8 +111,13 @@ class Agent:
             if connected:
                 self.control.append(pb.AgentMessage(heartbeat=self._heartbeat()))
             self.spool.add(record)
-            log.info("[%d] %s metrics:\n  CPU: %.2f%%\n  Memory: %.2f%%", record.sequence,
-                     "Streamed" if connected else "Spooled (not connected)", record.cpu.percent, record.memory.percent)
+            log.info(
+                "[%d] %s metrics:\n  CPU: %.2f%%\n  Memory: %.2f%%",
+                record.sequence,
+                "Streamed" if connected else "Spooled (not connected)",
+                record.cpu.percent,
+                record.memory.percent,
+            )
             if iterations and i >= iterations:
                 log.info("✓ Completed %d iterations. Stopping stream.", iterations)
                 return
@@ -116,8 +127,9 @@ class Agent:
 
     def _collect(self) -> pb.MetricsData:
         self.sequence += 1
-        record = pb.MetricsData(agent_id=self.agent_id, sequence=self.sequence, hostname=self.hostname,
-                                source=self.collector.name)
+        record = pb.MetricsData(
+            agent_id=self.agent_id, sequence=self.sequence, hostname=self.hostname, source=self.collector.name
+        )
         record.collected_at.GetCurrentTime()
         record.labels.update(self.cfg.agent.labels)
         self.collector.collect(record, self.sequence)
@@ -125,18 +137,28 @@ class Agent:
 
     def _heartbeat(self) -> pb.AgentHeartbeat:
         return pb.AgentHeartbeat(
-            agent_id=self.agent_id, sent_at=_now(), state=pb.AGENT_STATE_RUNNING, last_sequence=self.sequence,
-            spool_depth=len(self.spool), spool_dropped=self.spool.dropped,
+            agent_id=self.agent_id,
+            sent_at=_now(),
+            state=pb.AGENT_STATE_RUNNING,
+            last_sequence=self.sequence,
+            spool_depth=len(self.spool),
+            spool_dropped=self.spool.dropped,
             interval_seconds=self.cfg.collection.interval_seconds,
         )
 
     def registration(self) -> pb.AgentRegistration:
         """What RegisterAgent tells the server on each connection."""
         reg = pb.AgentRegistration(
-            agent_id=self.agent_id, hostname=self.hostname, agent_version=__version__,
-            capabilities=CAPABILITIES, protocol_version=1, instance_id=self.instance_id,
-            os=platform.system(), platform=platform.platform(),
-            interval_seconds=self.cfg.collection.interval_seconds, last_sequence=self.sequence,
+            agent_id=self.agent_id,
+            hostname=self.hostname,
+            agent_version=__version__,
+            capabilities=CAPABILITIES,
+            protocol_version=1,
+            instance_id=self.instance_id,
+            os=platform.system(),
+            platform=platform.platform(),
+            interval_seconds=self.cfg.collection.interval_seconds,
+            last_sequence=self.sequence,
         )
         reg.started_at.FromSeconds(int(self.started_at))
         reg.labels.update(self.cfg.agent.labels)
@@ -144,8 +166,11 @@ class Agent:
 
     def _on_command(self, command: pb.CommandMessage) -> None:
         # Command execution arrives with the commands capability; until then nothing is run.
-        log.warning("Command %s (%s) received but this agent does not execute commands yet; ignored",
-                    command.command_id, command.command)
+        log.warning(
+            "Command %s (%s) received but this agent does not execute commands yet; ignored",
+            command.command_id,
+            command.command,
+        )
 
     # -- connection ------------------------------------------------------------------------------
 
@@ -163,8 +188,13 @@ class Agent:
             if self.link.last_stream_seconds >= healthy_after:
                 self.backoff.reset()
             delay = self.backoff.next_delay()
-            log.warning("✗ Connection to %s failed: %s; reconnecting in %.1fs (%d metrics spooled)",
-                        address, reason, delay, len(self.spool))
+            log.warning(
+                "✗ Connection to %s failed: %s; reconnecting in %.1fs (%d metrics spooled)",
+                address,
+                reason,
+                delay,
+                len(self.spool),
+            )
             await asyncio.sleep(delay)
 
 

@@ -8,14 +8,13 @@ import dataclasses
 import logging
 import sys
 
+from monitor_agentd import __version__
+from monitor_agentd.app import Agent
+from monitor_agentd.config import DEFAULT_PATH, AgentConfig
 from monitoring_common import logsetup, runner
 from monitoring_common.cli_support import config_error_exit, load_or_exit
 from monitoring_common.config_loader import InvalidField
 from monitoring_common.exits import EX_OK
-
-from monitor_agentd import __version__
-from monitor_agentd.app import Agent
-from monitor_agentd.config import DEFAULT_PATH, AgentConfig
 
 log = logging.getLogger("monitor_agentd")
 
@@ -27,12 +26,23 @@ def parser() -> argparse.ArgumentParser:
         epilog="Exit status: 0 ok, 75 stopped with metrics unacknowledged (--iterations), 78 invalid configuration.",
     )
     p.add_argument("--config", metavar="PATH", help=f"configuration file (default {DEFAULT_PATH}, optional)")
-    p.add_argument("--server", metavar="HOST:PORT", action="append",
-                   help="monitord address; repeat for fallbacks (overrides agent.servers)")
+    p.add_argument(
+        "--server",
+        metavar="HOST:PORT",
+        action="append",
+        help="monitord address; repeat for fallbacks (overrides agent.servers)",
+    )
     p.add_argument("--agent-id", metavar="ID", help="agent id (overrides agent.id; default: the host name)")
     p.add_argument("--mode", choices=("real", "mock"), help="collector (overrides collection.mode; default real)")
-    p.add_argument("--interval", metavar="SECONDS", type=float, help="collection interval (overrides collection.interval_seconds)")
-    p.add_argument("--iterations", metavar="N", type=int, help="stop after N collections, 0 = forever (overrides collection.iterations)")
+    p.add_argument(
+        "--interval", metavar="SECONDS", type=float, help="collection interval (overrides collection.interval_seconds)"
+    )
+    p.add_argument(
+        "--iterations",
+        metavar="N",
+        type=int,
+        help="stop after N collections, 0 = forever (overrides collection.iterations)",
+    )
     p.add_argument("--state-dir", metavar="DIR", help="overrides agent.state_dir")
     p.add_argument("--log-level", choices=logsetup.LEVELS, help="override logging.level")
     p.add_argument("--check-config", action="store_true", help="validate the configuration and exit (0 or 78)")
@@ -57,7 +67,9 @@ def build_config(args: argparse.Namespace) -> AgentConfig:
         if args.state_dir is not None:
             agent = dataclasses.replace(agent, state_dir=args.state_dir)
     except InvalidField as exc:
-        config_error_exit("monitor-agentd", "command line", f"--{'server' if exc.field == 'servers' else exc.field}", exc.problem)
+        config_error_exit(
+            "monitor-agentd", "command line", f"--{'server' if exc.field == 'servers' else exc.field}", exc.problem
+        )
     if args.interval is not None:
         _require_min("--interval", args.interval, 0.05)
         collection = dataclasses.replace(collection, interval_seconds=args.interval)

@@ -79,7 +79,9 @@ class ConnectionSection:
     keepalive_seconds: float = setting(
         20.0, "HTTP/2 keepalive ping interval; monitord accepts pings down to every 10 s.", min=10, max=3600
     )
-    keepalive_timeout_seconds: float = setting(10.0, "A ping unanswered this long means the connection is dead.", min=1, max=600)
+    keepalive_timeout_seconds: float = setting(
+        10.0, "A ping unanswered this long means the connection is dead.", min=1, max=600
+    )
     retry_nacked_seconds: float = setting(
         2.0, "After a negative ack (Kafka unavailable) resend the record after this delay.", min=0.01, max=3600
     )
@@ -97,8 +99,10 @@ class SpoolSection:
     """Records kept until the server acknowledged them."""
 
     max_records: int = setting(
-        100_000, "Unacknowledged records kept; beyond it the oldest are dropped, counted and reported.",
-        min=1, max=10_000_000,
+        100_000,
+        "Unacknowledged records kept; beyond it the oldest are dropped, counted and reported.",
+        min=1,
+        max=10_000_000,
     )
 
 

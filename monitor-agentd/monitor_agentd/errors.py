@@ -13,4 +13,3 @@ class LinkFailed(AgentError):
     """The connection to a server failed or ended; the reconnect loop tries again after a backoff."""
 
     retriable = True
-

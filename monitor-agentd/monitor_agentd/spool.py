@@ -38,8 +38,12 @@ class Spool:
         while len(self._records) >= self.max_records:
             seq, _ = self._records.popitem(last=False)
             self.dropped += 1
-            log.warning("Spool full (%d records): dropped unacknowledged metrics #%d (%d dropped so far)",
-                        self.max_records, seq, self.dropped)
+            log.warning(
+                "Spool full (%d records): dropped unacknowledged metrics #%d (%d dropped so far)",
+                self.max_records,
+                seq,
+                self.dropped,
+            )
         self._records[record.sequence] = record
         self._to_send.append(record.sequence)
         self.changed.set()

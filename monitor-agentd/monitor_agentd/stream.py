@@ -15,12 +15,12 @@ from collections import deque
 from collections.abc import Callable
 
 import grpc
-from monitoring.v1 import monitoring_pb2 as pb
-from monitoring.v1 import monitoring_pb2_grpc as pb_grpc
 
 from monitor_agentd.config import ConnectionSection
 from monitor_agentd.errors import LinkFailed
 from monitor_agentd.spool import Spool
+from monitoring.v1 import monitoring_pb2 as pb
+from monitoring.v1 import monitoring_pb2_grpc as pb_grpc
 
 log = logging.getLogger(__name__)
 
@@ -141,13 +141,15 @@ class Link:
             self._spool.ack(ack.first_sequence, ack.last_sequence)
             log.debug("Ack for metrics #%d..#%d", ack.first_sequence, ack.last_sequence)
         elif ack.retriable:
-            log.warning("Server could not store metrics #%d: %s; resending in %.1fs",
-                        ack.first_sequence, ack.message, self._cfg.retry_nacked_seconds)
+            log.warning(
+                "Server could not store metrics #%d: %s; resending in %.1fs",
+                ack.first_sequence,
+                ack.message,
+                self._cfg.retry_nacked_seconds,
+            )
             self._spool.hold()
             if self._retry_handle is None:
-                self._retry_handle = asyncio.get_running_loop().call_later(
-                    self._cfg.retry_nacked_seconds, self._resume
-                )
+                self._retry_handle = asyncio.get_running_loop().call_later(self._cfg.retry_nacked_seconds, self._resume)
         else:
             log.error("Server refused metrics #%d..#%d: %s", ack.first_sequence, ack.last_sequence, ack.message)
             self._spool.discard(ack.first_sequence, ack.last_sequence)

@@ -7,7 +7,6 @@ import logging
 import time
 
 import grpc
-from monitoring.v1 import monitoring_pb2_grpc as pb_grpc
 
 from monitord import __version__
 from monitord.config import MonitordConfig
@@ -16,6 +15,7 @@ from monitord.kafka_bridge import KafkaProducerBridge, ProducerFactory
 from monitord.service import MonitoringService
 from monitord.sessions import SessionRegistry
 from monitord.stats import ServerStats
+from monitoring.v1 import monitoring_pb2_grpc as pb_grpc
 
 log = logging.getLogger(__name__)
 
@@ -77,11 +77,19 @@ class Monitord:
             raise StartupError(f"cannot listen on {self.cfg.server.listen} (address in use or not available)")
         await server.start()
         self._server = server
-        log.info("monitord %s (server id %s) listening on %s", __version__,
-                 self.cfg.server.effective_server_id, self.cfg.server.listen)
+        log.info(
+            "monitord %s (server id %s) listening on %s",
+            __version__,
+            self.cfg.server.effective_server_id,
+            self.cfg.server.listen,
+        )
         log.info("Mode: Bidirectional streaming (no polling)")
-        log.info("Kafka: %s (topic %s, %s encoding)", self.cfg.kafka.bootstrap_servers,
-                 self.cfg.kafka.topics.metrics, self.cfg.kafka.value_encoding)
+        log.info(
+            "Kafka: %s (topic %s, %s encoding)",
+            self.cfg.kafka.bootstrap_servers,
+            self.cfg.kafka.topics.metrics,
+            self.cfg.kafka.value_encoding,
+        )
 
     async def serve(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set, logging a status line every minute."""
@@ -99,8 +107,10 @@ class Monitord:
     def status_line(self, rate: float) -> str:
         """One-line summary for operators (logs now; STATUS= later)."""
         kafka = "up" if self.bridge.kafka_up else f"DOWN ({self.bridge.kafka_state})"
-        return (f"{len(self.sessions)} agents connected, {rate:.1f} records/s, "
-                f"{self.stats.forwarded} forwarded, {self.stats.failed} failed, Kafka {kafka}")
+        return (
+            f"{len(self.sessions)} agents connected, {rate:.1f} records/s, "
+            f"{self.stats.forwarded} forwarded, {self.stats.failed} failed, Kafka {kafka}"
+        )
 
     async def shutdown(self) -> None:
         """Stop accepting, give streams the grace period, then flush and close the producer (idempotent)."""
@@ -112,5 +122,9 @@ class Monitord:
             log.info("Shutting down: %d agents connected, grace %.0fs", len(self.sessions), grace)
             await self._server.stop(grace)
         left = await self.bridge.close(timeout=grace)
-        log.info("monitord stopped (%d forwarded, %d failed, %d left undelivered)",
-                 self.stats.forwarded, self.stats.failed, left)
+        log.info(
+            "monitord stopped (%d forwarded, %d failed, %d left undelivered)",
+            self.stats.forwarded,
+            self.stats.failed,
+            left,
+        )

@@ -8,14 +8,13 @@ import dataclasses
 import logging
 import sys
 
+from monitord import __version__
+from monitord.app import Monitord, StartupError
+from monitord.config import DEFAULT_PATH, MonitordConfig
 from monitoring_common import logsetup, runner
 from monitoring_common.cli_support import config_error_exit, load_or_exit
 from monitoring_common.config_loader import InvalidField
 from monitoring_common.exits import EX_OK, EX_UNAVAILABLE
-
-from monitord import __version__
-from monitord.app import Monitord, StartupError
-from monitord.config import DEFAULT_PATH, MonitordConfig
 
 log = logging.getLogger("monitord")
 

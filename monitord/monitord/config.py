@@ -27,8 +27,11 @@ class ServerSection:
         "", "Name of this monitord instance in acks, logs and Kafka headers. Empty: the host name."
     )
     max_inflight_per_stream: int = setting(
-        1000, "Records of one agent stream handed to Kafka but not yet acknowledged; when reached, "
-        "the server stops reading that stream (gRPC flow control pushes back on the agent).", min=1, max=1_000_000
+        1000,
+        "Records of one agent stream handed to Kafka but not yet acknowledged; when reached, "
+        "the server stops reading that stream (gRPC flow control pushes back on the agent).",
+        min=1,
+        max=1_000_000,
     )
     max_inflight_total: int = setting(
         200_000, "Records of all streams handed to Kafka but not yet acknowledged.", min=1, max=10_000_000
@@ -40,8 +43,7 @@ class ServerSection:
         10.0, "On SIGTERM: how long in-flight deliveries may take before streams are cancelled.", min=0, max=300
     )
     log_each_record: bool = setting(
-        True, "Log one line per forwarded record (the seed's '✓ Forwarded metrics #N ...'). "
-        "Turn off on busy servers."
+        True, "Log one line per forwarded record (the seed's '✓ Forwarded metrics #N ...'). Turn off on busy servers."
     )
 
     def __post_init__(self) -> None:
@@ -72,8 +74,11 @@ class KafkaSection:
         "protobuf", "Record value format: serialized protobuf, or proto3 JSON (readable with any Kafka tool)."
     )
     delivery_timeout_ms: int = setting(
-        30_000, "How long the producer keeps retrying a record before it is reported failed and the "
-        "agent gets a negative ack (librdkafka message.timeout.ms).", min=1000, max=3_600_000
+        30_000,
+        "How long the producer keeps retrying a record before it is reported failed and the "
+        "agent gets a negative ack (librdkafka message.timeout.ms).",
+        min=1000,
+        max=3_600_000,
     )
     linger_ms: float = setting(5.0, "Producer batching delay (librdkafka linger.ms).", min=0, max=1000)
     compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = setting(

@@ -9,6 +9,7 @@ when Kafka confirmed it (``acks=all``) -- that is what the agent's ack waits for
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -116,7 +117,9 @@ class KafkaProducerBridge:
 
     # -- producing -------------------------------------------------------------------------------
 
-    async def produce(self, topic: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]]) -> asyncio.Future[None]:
+    async def produce(
+        self, topic: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]]
+    ) -> asyncio.Future[None]:
         """Hand one record to librdkafka; the returned future resolves when Kafka has it.
 
         When librdkafka's local queue is full this waits (backpressure) instead of dropping.
@@ -130,7 +133,11 @@ class KafkaProducerBridge:
                 raise ProducerClosed()
             try:
                 self._producer.produce(
-                    topic, value=value, key=key, headers=headers, on_delivery=lambda err, _msg: self._reports.append((fut, err))
+                    topic,
+                    value=value,
+                    key=key,
+                    headers=headers,
+                    on_delivery=lambda err, _msg: self._reports.append((fut, err)),
                 )
                 return fut
             except BufferError:
@@ -167,10 +174,8 @@ class KafkaProducerBridge:
             return
         # Delivery callbacks run inside poll() on this thread, so swapping the list here is safe.
         batch, self._reports = self._reports, []
-        try:
+        with contextlib.suppress(RuntimeError):  # loop closed during interpreter shutdown
             loop.call_soon_threadsafe(self._settle, batch)
-        except RuntimeError:  # loop closed during interpreter shutdown
-            pass
 
     def _settle(self, batch: list[tuple[asyncio.Future[None], KafkaError | None]]) -> None:
         for fut, err in batch:
@@ -186,13 +191,13 @@ class KafkaProducerBridge:
                     fut.set_exception(
                         DeliveryError(f"Kafka delivery failed: {err.str()}", retriable=err.code() not in _PERMANENT)
                     )
-                if err.code() == KafkaError._MSG_TIMED_OUT:  # noqa: SLF001
+                if err.code() == KafkaError._MSG_TIMED_OUT:
                     self._set_state(False, "delivery timing out")
 
     def _on_error(self, err: KafkaError) -> None:
         # Called from poll() on the poll thread.
         code = err.code()
-        if code in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT, KafkaError._RESOLVE):  # noqa: SLF001
+        if code in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT, KafkaError._RESOLVE):
             if self._loop is not None:
                 self._loop.call_soon_threadsafe(self._set_state, False, err.str())
         elif err.fatal():

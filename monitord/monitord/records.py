@@ -21,6 +21,7 @@ from typing import Literal
 
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError, Message
+
 from monitoring.v1 import monitoring_pb2 as pb
 
 PROTOBUF = "application/x-protobuf"

@@ -9,14 +9,14 @@ import time
 from collections.abc import AsyncIterator
 
 import grpc
-from monitoring.v1 import monitoring_pb2 as pb
-from monitoring.v1 import monitoring_pb2_grpc as pb_grpc
 
 from monitord.config import MonitordConfig
 from monitord.kafka_bridge import KafkaProducerBridge
 from monitord.sessions import Registration, Session, SessionRegistry
 from monitord.stats import ServerStats
 from monitord.stream_handler import AgentStream
+from monitoring.v1 import monitoring_pb2 as pb
+from monitoring.v1 import monitoring_pb2_grpc as pb_grpc
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,9 @@ AGENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@:-]{0,127}$")
 class MonitoringService(pb_grpc.MonitoringServiceServicer):
     """RegisterAgent and StreamCommunication on top of the session registry and the Kafka bridge."""
 
-    def __init__(self, cfg: MonitordConfig, bridge: KafkaProducerBridge, sessions: SessionRegistry, stats: ServerStats) -> None:
+    def __init__(
+        self, cfg: MonitordConfig, bridge: KafkaProducerBridge, sessions: SessionRegistry, stats: ServerStats
+    ) -> None:
         self._cfg = cfg
         self._bridge = bridge
         self._sessions = sessions
@@ -52,10 +54,15 @@ class MonitoringService(pb_grpc.MonitoringServiceServicer):
         )
         log.info("✓ Agent registered: %s on %s", request.agent_id, request.hostname or "?")
         return pb.Ack(
-            kind=pb.ACK_KIND_REGISTRATION, success=True, message="Agent registered successfully", server_id=self._server_id
+            kind=pb.ACK_KIND_REGISTRATION,
+            success=True,
+            message="Agent registered successfully",
+            server_id=self._server_id,
         )
 
-    async def StreamCommunication(  # noqa: N802
+    # Writes go through context.write (acks and commands come from different tasks), so this
+    # handler returns nothing instead of being an async generator.
+    async def StreamCommunication(  # type: ignore[override]  # noqa: N802
         self, request_iterator: AsyncIterator[pb.AgentMessage], context: grpc.aio.ServicerContext
     ) -> None:
         metadata = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
@@ -81,7 +88,7 @@ class MonitoringService(pb_grpc.MonitoringServiceServicer):
         except asyncio.CancelledError:
             reason = reason if reason != "stream error" else "connection lost"
             raise
-        except Exception as exc:  # noqa: BLE001 - any failure ends only this agent's stream
+        except Exception as exc:
             inner = exc.exceptions[0] if isinstance(exc, ExceptionGroup) else exc
             reason = f"stream error: {type(inner).__name__}: {inner}"
             if not isinstance(inner, (grpc.aio.AioRpcError, ConnectionError)):
@@ -93,5 +100,8 @@ class MonitoringService(pb_grpc.MonitoringServiceServicer):
             else:
                 log.warning(
                     "✗ Agent '%s' disconnected: %s (%d metrics received; %d agents connected)",
-                    agent_id, reason, session.metrics_received, len(self._sessions),
+                    agent_id,
+                    reason,
+                    session.metrics_received,
+                    len(self._sessions),
                 )

@@ -37,7 +37,7 @@ class Session:
 
     agent_id: str
     peer: str
-    write: Callable[[pb.ServerMessage], "asyncio.Future[None] | object"]
+    write: Callable[[pb.ServerMessage], asyncio.Future[None] | object]
     cancel: Callable[[str], None]
     opened_at: float = field(default_factory=time.time)
     last_seen: float = field(default_factory=time.monotonic)
@@ -67,7 +67,9 @@ class SessionRegistry:
         if old is not None:
             log.warning(
                 "Agent '%s' opened a new stream from %s; closing its older stream from %s",
-                session.agent_id, session.peer, old.peer,
+                session.agent_id,
+                session.peer,
+                old.peer,
             )
             old.cancel("replaced by a newer stream")
         self._active[session.agent_id] = session

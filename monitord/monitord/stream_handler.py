@@ -16,21 +16,20 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from monitoring.v1 import monitoring_pb2 as pb
-
 from monitord import records
 from monitord.config import MonitordConfig
 from monitord.errors import DeliveryError
 from monitord.kafka_bridge import KafkaProducerBridge
 from monitord.sessions import Session
 from monitord.stats import ServerStats
+from monitoring.v1 import monitoring_pb2 as pb
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class _Pending:
-    kind: int  # pb.AckKind
+    kind: pb.AckKind.ValueType
     future: asyncio.Future[None]
     sequence: int = 0
     command_id: str = ""
@@ -92,17 +91,26 @@ class AgentStream:
             self._session.metrics_received += 1
             self._stats.received += 1
             if metrics.agent_id != agent_id:
-                await self._reject(pb.ACK_KIND_METRICS, f"agent_id {metrics.agent_id!r} does not match stream", metrics.sequence)
+                await self._reject(
+                    pb.ACK_KIND_METRICS, f"agent_id {metrics.agent_id!r} does not match stream", metrics.sequence
+                )
                 return
             key, value, headers = records.encode(
-                metrics, agent_id=agent_id, server_id=self._server_id,
-                encoding=self._cfg.kafka.value_encoding, sequence=metrics.sequence,
+                metrics,
+                agent_id=agent_id,
+                server_id=self._server_id,
+                encoding=self._cfg.kafka.value_encoding,
+                sequence=metrics.sequence,
             )
-            await self._forward(pb.ACK_KIND_METRICS, self._cfg.kafka.topics.metrics, key, value, headers, sequence=metrics.sequence)
+            await self._forward(
+                pb.ACK_KIND_METRICS, self._cfg.kafka.topics.metrics, key, value, headers, sequence=metrics.sequence
+            )
         elif kind == "command_response":
             response = message.command_response
             if response.agent_id and response.agent_id != agent_id:
-                await self._reject(pb.ACK_KIND_COMMAND_RESPONSE, "agent_id does not match stream", command_id=response.command_id)
+                await self._reject(
+                    pb.ACK_KIND_COMMAND_RESPONSE, "agent_id does not match stream", command_id=response.command_id
+                )
                 return
             response.agent_id = agent_id
             response.reported_by = response.reported_by or "agent"
@@ -110,7 +118,11 @@ class AgentStream:
                 response, agent_id=agent_id, server_id=self._server_id, encoding=self._cfg.kafka.value_encoding
             )
             await self._forward(
-                pb.ACK_KIND_COMMAND_RESPONSE, self._cfg.kafka.topics.command_responses, key, value, headers,
+                pb.ACK_KIND_COMMAND_RESPONSE,
+                self._cfg.kafka.topics.command_responses,
+                key,
+                value,
+                headers,
                 command_id=response.command_id,
             )
         elif kind == "heartbeat":
@@ -123,8 +135,15 @@ class AgentStream:
             log.warning("Empty or unknown message from agent '%s' ignored", agent_id)
 
     async def _forward(
-        self, kind: int, topic: str, key: bytes, value: bytes, headers: records.Headers,
-        *, sequence: int = 0, command_id: str = "",
+        self,
+        kind: pb.AckKind.ValueType,
+        topic: str,
+        key: bytes,
+        value: bytes,
+        headers: records.Headers,
+        *,
+        sequence: int = 0,
+        command_id: str = "",
     ) -> None:
         # Bounded in-flight: block reading (not buffer) when Kafka is slower than the agents.
         await self._mine.acquire()
@@ -136,7 +155,7 @@ class AgentStream:
             future.set_exception(exc)
         await self._pending.put(_Pending(kind, future, sequence, command_id))
 
-    async def _reject(self, kind: int, reason: str, sequence: int = 0, command_id: str = "") -> None:
+    async def _reject(self, kind: pb.AckKind.ValueType, reason: str, sequence: int = 0, command_id: str = "") -> None:
         log.warning("Rejected message from agent '%s': %s", self._session.agent_id, reason)
         future = asyncio.get_running_loop().create_future()
         await self._mine.acquire()
@@ -147,8 +166,13 @@ class AgentStream:
         agent_id = self._session.agent_id
         while (item := await self._pending.get()) is not None:
             try:
-                ack = pb.Ack(kind=item.kind, server_id=self._server_id, first_sequence=item.sequence,
-                             last_sequence=item.sequence, command_id=item.command_id)
+                ack = pb.Ack(
+                    kind=item.kind,
+                    server_id=self._server_id,
+                    first_sequence=item.sequence,
+                    last_sequence=item.sequence,
+                    command_id=item.command_id,
+                )
                 if item.reject:
                     ack.success, ack.retriable, ack.message = False, False, item.reject
                     self._stats.rejected += 1
@@ -158,8 +182,12 @@ class AgentStream:
                     except DeliveryError as exc:
                         ack.success, ack.retriable, ack.message = False, exc.retriable, exc.reason
                         self._stats.failed += 1
-                        log.warning("✗ Kafka delivery failed for %s from agent '%s': %s (negative ack sent)",
-                                    _what(item), agent_id, exc.reason)
+                        log.warning(
+                            "✗ Kafka delivery failed for %s from agent '%s': %s (negative ack sent)",
+                            _what(item),
+                            agent_id,
+                            exc.reason,
+                        )
                     else:
                         ack.success, ack.message = True, "stored in Kafka"
                         self._stats.forwarded += 1

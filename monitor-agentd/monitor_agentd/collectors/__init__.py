@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from monitoring.v1 import monitoring_pb2 as pb
-
 from monitor_agentd.config import CollectionSection
+from monitoring.v1 import monitoring_pb2 as pb
 
 
 class Collector(Protocol):

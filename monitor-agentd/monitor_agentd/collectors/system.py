@@ -7,9 +7,8 @@ import time
 from types import ModuleType
 from typing import Any
 
-from monitoring.v1 import monitoring_pb2 as pb
-
 from monitor_agentd.config import CollectionSection
+from monitoring.v1 import monitoring_pb2 as pb
 
 log = logging.getLogger(__name__)
 
@@ -59,14 +58,26 @@ class SystemCollector:
             except OSError as exc:  # e.g. a stale network mount; skip it this round
                 log.debug("disk_usage(%s) failed: %s", part.mountpoint, exc)
                 continue
-            record.disks.add(mountpoint=part.mountpoint, device=part.device, fstype=part.fstype,
-                             total_bytes=usage.total, used_bytes=usage.used, free_bytes=usage.free,
-                             percent=usage.percent)
+            record.disks.add(
+                mountpoint=part.mountpoint,
+                device=part.device,
+                fstype=part.fstype,
+                total_bytes=usage.total,
+                used_bytes=usage.used,
+                free_bytes=usage.free,
+                percent=usage.percent,
+            )
         io = self._ps.disk_io_counters(perdisk=True) or {}
         for name, c in list(io.items())[: self._cfg.max_disks]:
-            record.disk_io.add(device=name, read_count=c.read_count, write_count=c.write_count,
-                               read_bytes=c.read_bytes, write_bytes=c.write_bytes,
-                               read_time_ms=c.read_time, write_time_ms=c.write_time)
+            record.disk_io.add(
+                device=name,
+                read_count=c.read_count,
+                write_count=c.write_count,
+                read_bytes=c.read_bytes,
+                write_bytes=c.write_bytes,
+                read_time_ms=c.read_time,
+                write_time_ms=c.write_time,
+            )
 
     def _network(self, net: pb.NetworkMetrics) -> None:
         total = self._ps.net_io_counters(pernic=False)
@@ -78,5 +89,10 @@ class SystemCollector:
 
 
 def _fill(out: pb.NetworkCounters, c: Any) -> None:
-    out.bytes_sent, out.bytes_recv, out.packets_sent, out.packets_recv = c.bytes_sent, c.bytes_recv, c.packets_sent, c.packets_recv
+    out.bytes_sent, out.bytes_recv, out.packets_sent, out.packets_recv = (
+        c.bytes_sent,
+        c.bytes_recv,
+        c.packets_sent,
+        c.packets_recv,
+    )
     out.errors_in, out.errors_out, out.drops_in, out.drops_out = c.errin, c.errout, c.dropin, c.dropout

@@ -9,13 +9,12 @@ import sys
 import threading
 from types import FrameType
 
-from monitoring_common import logsetup
-from monitoring_common.cli_support import load_or_exit
-from monitoring_common.exits import EX_OK
-
 from monitord import __version__
 from monitord.analysis.consumer import Analyzer, AnalyzerOptions
 from monitord.config import DEFAULT_PATH, MonitordConfig
+from monitoring_common import logsetup
+from monitoring_common.cli_support import load_or_exit
+from monitoring_common.exits import EX_OK
 
 
 def parser() -> argparse.ArgumentParser:
@@ -25,7 +24,9 @@ def parser() -> argparse.ArgumentParser:
         "with a periodic per-agent summary (duplicates dropped by agent id + sequence).",
         epilog="Exit status: 0 ok, 78 invalid configuration.",
     )
-    p.add_argument("--config", metavar="PATH", help=f"monitord configuration for Kafka settings (default {DEFAULT_PATH})")
+    p.add_argument(
+        "--config", metavar="PATH", help=f"monitord configuration for Kafka settings (default {DEFAULT_PATH})"
+    )
     p.add_argument("--kafka-bootstrap", metavar="SERVERS", help="override kafka.bootstrap_servers")
     p.add_argument("--group", default="monitor-analyzer", help="consumer group id (default monitor-analyzer)")
     p.add_argument("--from-beginning", action="store_true", help="a new group starts at the oldest records")
@@ -51,8 +52,13 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    opts = AnalyzerOptions(group_id=args.group, from_beginning=args.from_beginning,
-                           summary_interval=args.summary_interval, json_output=args.json, agent_filter=args.agent)
+    opts = AnalyzerOptions(
+        group_id=args.group,
+        from_beginning=args.from_beginning,
+        summary_interval=args.summary_interval,
+        json_output=args.json,
+        agent_filter=args.agent,
+    )
     Analyzer(kafka, opts, sys.stdout).run(stop)
     return EX_OK
 

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from google.protobuf import json_format
-from monitoring.v1 import monitoring_pb2 as pb
 
 from monitord import records
 from monitord.analysis.summary import AgentFigures
 from monitord.config import KafkaSection
+from monitoring.v1 import monitoring_pb2 as pb
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +79,15 @@ class Analyzer:
 
     def run(self, stop: threading.Event) -> None:
         topics = [self._kafka.topics.metrics, self._kafka.topics.command_responses]
-        self._consumer.subscribe(topics, on_assign=lambda _c, parts: log.info("Assigned %d partitions of %s", len(parts), ", ".join(topics)))
-        log.info("Analyzer consuming %s from %s (group %s)", ", ".join(topics), self._kafka.bootstrap_servers, self._opts.group_id)
+        self._consumer.subscribe(
+            topics, on_assign=lambda _c, parts: log.info("Assigned %d partitions of %s", len(parts), ", ".join(topics))
+        )
+        log.info(
+            "Analyzer consuming %s from %s (group %s)",
+            ", ".join(topics),
+            self._kafka.bootstrap_servers,
+            self._opts.group_id,
+        )
         next_summary = time.monotonic() + self._opts.summary_interval
         try:
             while not stop.is_set():
@@ -112,9 +119,12 @@ class Analyzer:
                 self._emit("metrics", message, describe_metrics(message))
         elif isinstance(message, pb.CommandResponseMessage):
             status = pb.CommandStatus.Name(message.status)
-            self._emit("command_response", message,
-                       f"[{record.agent_id}] command {message.command_id} ({message.command}) → {status}"
-                       f" exit {message.exit_code} ({message.duration_seconds:.2f}s)")
+            self._emit(
+                "command_response",
+                message,
+                f"[{record.agent_id}] command {message.command_id} ({message.command}) → {status}"
+                f" exit {message.exit_code} ({message.duration_seconds:.2f}s)",
+            )
 
     def _emit(self, kind: str, message: Any, text: str) -> None:
         if self._opts.json_output:
@@ -127,8 +137,15 @@ class Analyzer:
         if not self.agents:
             return
         if self._opts.json_output:
-            summary = {a: {"records": f.records, "last_sequence": f.last_sequence, "missing": f.missing,
-                           "duplicates": f.duplicates} for a, f in sorted(self.agents.items())}
+            summary = {
+                a: {
+                    "records": f.records,
+                    "last_sequence": f.last_sequence,
+                    "missing": f.missing,
+                    "duplicates": f.duplicates,
+                }
+                for a, f in sorted(self.agents.items())
+            }
             print(json.dumps({"type": "summary", "agents": summary}), file=self._out, flush=True)
         else:
             print(f"── Summary: {len(self.agents)} agents ──", file=self._out)

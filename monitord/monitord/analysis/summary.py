@@ -51,6 +51,8 @@ class AgentFigures:
 
     def line(self, agent_id: str) -> str:
         avg = self.cpu_sum / self.records if self.records else 0.0
-        return (f"  {agent_id}: {self.records} records (#{self.first_sequence}..#{self.last_sequence}, "
-                f"{self.window_records} new, {self.missing} missing, {self.duplicates} duplicates dropped), "
-                f"CPU avg {avg:.1f}% max {self.cpu_max:.1f}%, memory {self.memory_last:.1f}%")
+        return (
+            f"  {agent_id}: {self.records} records (#{self.first_sequence}..#{self.last_sequence}, "
+            f"{self.window_records} new, {self.missing} missing, {self.duplicates} duplicates dropped), "
+            f"CPU avg {avg:.1f}% max {self.cpu_max:.1f}%, memory {self.memory_last:.1f}%"
+        )

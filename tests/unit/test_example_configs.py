@@ -1,0 +1,30 @@
+"""The commented example files in etc/ document exactly the keys the schema has, with its defaults."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from harness import REPO
+from monitor_agentd.config import AgentConfig
+from monitord.config import MonitordConfig
+from monitoring_common.config_loader import field_docs, load_file
+
+FILES = [(REPO / "etc/monitord/monitord.yaml", MonitordConfig), (REPO / "etc/monitor-agentd/agent.yaml", AgentConfig)]
+
+
+def _leaves(data: dict, prefix: str = "") -> set[str]:  # type: ignore[type-arg]
+    keys: set[str] = set()
+    for k, v in data.items():
+        if isinstance(v, dict) and v and k not in ("labels", "producer"):
+            keys |= _leaves(v, f"{prefix}{k}.")
+        else:
+            keys.add(prefix + k)
+    return keys
+
+
+@pytest.mark.parametrize(("path", "schema"), FILES)
+def test_example_lists_every_key_with_default(path, schema) -> None:  # type: ignore[no-untyped-def]
+    assert load_file(path, schema) == schema()
+    documented = {key for key, *_ in field_docs(schema)}
+    assert _leaves(yaml.safe_load(path.read_text())) == documented
