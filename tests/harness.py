@@ -137,6 +137,9 @@ def loss_report(name: str, sent: dict[str, int], found: list[records.DecodedReco
 
 # -- processes ----------------------------------------------------------------------------------
 
+#: Every process a test started; the autouse fixture in conftest.py stops them after each test.
+STARTED: list[Proc] = []
+
 
 @dataclass
 class Proc:
@@ -153,6 +156,7 @@ class Proc:
         env.pop("JOURNAL_STREAM", None)
         with self.log_path.open("wb") as log:  # the child keeps its own copy of the descriptor
             self.popen = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, env=env)
+        STARTED.append(self)
         return self
 
     @property

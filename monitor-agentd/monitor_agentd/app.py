@@ -54,7 +54,14 @@ class Agent:
             BackoffPolicy(c.backoff_initial_seconds, c.backoff_multiplier, c.backoff_max_seconds, c.backoff_jitter)
         )
         self.link = Link(
-            c, self.agent_id, self.spool, self.control, self.finishing, self.registration, self._on_command
+            c,
+            self.agent_id,
+            self.spool,
+            self.control,
+            self.finishing,
+            self.registration,
+            self._heartbeat,
+            self._on_command,
         )
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -109,7 +116,7 @@ class Agent:
             record = self._collect()
             connected = self.link.connected.is_set()
             if connected:
-                self.control.append(pb.AgentMessage(heartbeat=self._heartbeat()))
+                self.control.append(pb.AgentMessage(heartbeat=self._heartbeat(pb.AGENT_STATE_RUNNING)))
             self.spool.add(record)
             log.info(
                 "[%d] %s metrics:\n  CPU: %.2f%%\n  Memory: %.2f%%",
@@ -135,11 +142,11 @@ class Agent:
         self.collector.collect(record, self.sequence)
         return record
 
-    def _heartbeat(self) -> pb.AgentHeartbeat:
+    def _heartbeat(self, state: pb.AgentState.ValueType) -> pb.AgentHeartbeat:
         return pb.AgentHeartbeat(
             agent_id=self.agent_id,
             sent_at=_now(),
-            state=pb.AGENT_STATE_RUNNING,
+            state=state,
             last_sequence=self.sequence,
             spool_depth=len(self.spool),
             spool_dropped=self.spool.dropped,

@@ -48,6 +48,7 @@ class Link:
         control: deque[pb.AgentMessage],
         finishing: asyncio.Event,
         registration: Callable[[], pb.AgentRegistration],
+        heartbeat: Callable[[pb.AgentState.ValueType], pb.AgentHeartbeat],
         on_command: Callable[[pb.CommandMessage], None],
     ) -> None:
         self._cfg = cfg
@@ -56,6 +57,7 @@ class Link:
         self._control = control
         self._finishing = finishing
         self._registration = registration
+        self._heartbeat = heartbeat
         self._on_command = on_command
         self._retry_handle: asyncio.TimerHandle | None = None
         self.connected_since: float | None = None
@@ -120,6 +122,8 @@ class Link:
             while (message := self._next_message()) is not None:
                 await call.write(message)
             if self._finishing.is_set() and not self._control and len(self._spool) == 0:
+                # The STOPPING heartbeat tells the server this is a goodbye, not a lost connection.
+                await call.write(pb.AgentMessage(heartbeat=self._heartbeat(pb.AGENT_STATE_STOPPING)))
                 await call.done_writing()
                 return
             await self._spool.changed.wait()

@@ -84,7 +84,10 @@ class MonitoringService(pb_grpc.MonitoringServiceServicer):
         ended_cleanly = False
         try:
             await AgentStream(self._cfg, session, self._bridge, self._total_inflight, self._stats).run(request_iterator)
-            ended_cleanly = True
+            # A dying peer can look like a half-close; only a STOPPING heartbeat makes it a goodbye.
+            ended_cleanly = session.said_goodbye
+            if not ended_cleanly:
+                reason = "stream closed without a goodbye (agent died or connection lost)"
         except asyncio.CancelledError:
             reason = reason if reason != "stream error" else "connection lost"
             raise

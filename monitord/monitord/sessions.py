@@ -42,6 +42,8 @@ class Session:
     opened_at: float = field(default_factory=time.time)
     last_seen: float = field(default_factory=time.monotonic)
     metrics_received: int = 0
+    #: The agent announced a graceful close (heartbeat with state STOPPING).
+    said_goodbye: bool = False
     write_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def send(self, message: pb.ServerMessage) -> None:
