@@ -128,7 +128,8 @@ def _type_name(hint: Any) -> str:
     if origin in (tuple, list):
         return f"list of {_type_name(get_args(hint)[0])}"
     if origin in (dict, Mapping):
-        return "mapping of string to string"
+        value_hint = get_args(hint)[1]
+        return f"mapping of name to {'section' if dataclasses.is_dataclass(value_hint) else 'string'}"
     if origin in (types.UnionType, typing.Union):
         inner = [a for a in get_args(hint) if a is not type(None)]
         return f"{_type_name(inner[0])} or null"
@@ -210,13 +211,17 @@ class _Builder:
         if origin in (dict, Mapping):
             if not isinstance(node, yaml.MappingNode):
                 raise self.error(node, key, f"expected a mapping, got {self.describe(node)}")
-            out: dict[str, str] = {}
+            value_hint = get_args(hint)[1]
+            out: dict[str, Any] = {}
             for k, v in node.value:
                 sub = f"{key}.{k.value}" if isinstance(k, yaml.ScalarNode) else key
                 if not isinstance(k, yaml.ScalarNode) or k.tag != "tag:yaml.org,2002:str":
                     raise self.error(k, key, "keys must be plain strings")
                 if k.value in out:
                     raise self.error(k, sub, "duplicate key")
+                if dataclasses.is_dataclass(value_hint):
+                    out[k.value] = self.build_value(v, value_hint, sub, meta)
+                    continue
                 if not isinstance(v, yaml.ScalarNode) or _is_null(v):
                     raise self.error(v, sub, f"expected a scalar value, got {self.describe(v)}")
                 out[k.value] = str(self.constructor.construct_object(v))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import itertools
 import logging
 import platform
@@ -15,14 +16,19 @@ import socket
 import time
 import uuid
 from collections import deque
+from pathlib import Path
+from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from monitor_agentd import __version__
 from monitor_agentd.backoff import Backoff, BackoffPolicy
 from monitor_agentd.collectors import Collector, make_collector
+from monitor_agentd.commands import CommandRunner
 from monitor_agentd.config import AgentConfig
+from monitor_agentd.dedup import SeenCommands
 from monitor_agentd.errors import LinkFailed
+from monitor_agentd.outbox import ResponseOutbox
 from monitor_agentd.spool import Spool
 from monitor_agentd.stream import Link
 from monitoring.v1 import monitoring_pb2 as pb
@@ -30,7 +36,7 @@ from monitoring_common.exits import EX_OK, EX_TEMPFAIL
 
 log = logging.getLogger(__name__)
 
-CAPABILITIES = ("metrics.v1", "heartbeat.v1", "ack.range.v1")
+CAPABILITIES = ("metrics.v1", "heartbeat.v1", "ack.range.v1", "commands.v1")
 #: On SIGTERM/SIGINT: how long to wait for outstanding acks before exiting anyway.
 STOP_GRACE_SECONDS = 5.0
 
@@ -49,6 +55,16 @@ class Agent:
         self.control: deque[pb.AgentMessage] = deque()
         self.finishing = asyncio.Event()
         self.sequence = 0
+        self.interval = cfg.collection.interval_seconds
+        self._interval_changed = asyncio.Event()
+        self.responses = ResponseOutbox(self.spool.changed)
+        self.commands = CommandRunner(
+            cfg.commands,
+            self.agent_id,
+            self,
+            self.responses,
+            SeenCommands(_state_file(cfg.agent.state_dir, "commands-seen")),
+        )
         c = cfg.connection
         self.backoff = Backoff(
             BackoffPolicy(c.backoff_initial_seconds, c.backoff_multiplier, c.backoff_max_seconds, c.backoff_jitter)
@@ -57,6 +73,7 @@ class Agent:
             c,
             self.agent_id,
             self.spool,
+            self.responses,
             self.control,
             self.finishing,
             self.registration,
@@ -95,6 +112,7 @@ class Agent:
                 log.error("✗ Stopping with %d metrics unacknowledged after waiting %.0fs", len(self.spool), grace)
                 return EX_OK if by_signal else EX_TEMPFAIL
         finally:
+            await self.commands.close()
             for task in (collector, connector, stopper):
                 task.cancel()
             await asyncio.gather(collector, connector, stopper, return_exceptions=True)
@@ -106,31 +124,68 @@ class Agent:
     # -- collection ------------------------------------------------------------------------------
 
     async def _collect_loop(self) -> None:
-        interval = self.cfg.collection.interval_seconds
         iterations = self.cfg.collection.iterations
         # Give the first connection up to one interval, so a healthy start streams from record #1.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.link.connected.wait(), timeout=interval)
-        start = time.monotonic()
+            await asyncio.wait_for(self.link.connected.wait(), timeout=self.interval)
+        last = time.monotonic()
         for i in itertools.count(1):
-            record = self._collect()
-            connected = self.link.connected.is_set()
-            if connected:
-                self.control.append(pb.AgentMessage(heartbeat=self._heartbeat(pb.AGENT_STATE_RUNNING)))
-            self.spool.add(record)
-            log.info(
-                "[%d] %s metrics:\n  CPU: %.2f%%\n  Memory: %.2f%%",
-                record.sequence,
-                "Streamed" if connected else "Spooled (not connected)",
-                record.cpu.percent,
-                record.memory.percent,
-            )
+            self.collect_now()
             if iterations and i >= iterations:
                 log.info("✓ Completed %d iterations. Stopping stream.", iterations)
                 return
-            # Sleep to the next slot of a fixed schedule, so collection time does not add drift.
-            next_at = start + i * interval
-            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+            # Sleep to the next slot of a fixed schedule (collection time adds no drift); a
+            # set-interval command re-plans from the last collection.
+            while True:
+                self._interval_changed.clear()
+                delay = max(0.0, last + self.interval - time.monotonic())
+                try:
+                    await asyncio.wait_for(self._interval_changed.wait(), timeout=delay)
+                except TimeoutError:
+                    break
+            last += self.interval
+            if time.monotonic() - last > self.interval:  # fell behind (suspend, overload): no burst
+                last = time.monotonic()
+
+    # -- built-in commands (monitor_agentd.commands.Builtins) -----------------------------------
+
+    def collect_now(self) -> int:
+        """Collect one record into the spool (also the ``collect`` command); returns its sequence."""
+        record = self._collect()
+        connected = self.link.connected.is_set()
+        if connected:
+            self.control.append(pb.AgentMessage(heartbeat=self._heartbeat(pb.AGENT_STATE_RUNNING)))
+        self.spool.add(record)
+        log.info(
+            "[%d] %s metrics:\n  CPU: %.2f%%\n  Memory: %.2f%%",
+            record.sequence,
+            "Streamed" if connected else "Spooled (not connected)",
+            record.cpu.percent,
+            record.memory.percent,
+        )
+        return record.sequence
+
+    def set_interval(self, seconds: float) -> float:
+        """Change the collection interval now (``set-interval``); returns the previous one."""
+        old, self.interval = self.interval, seconds
+        self._interval_changed.set()
+        log.info("Collection interval changed from %gs to %gs", old, seconds)
+        return old
+
+    def info(self) -> dict[str, Any]:
+        """The ``info`` command's answer."""
+        return {
+            "agent_id": self.agent_id,
+            "version": __version__,
+            "config_hash": config_hash(self.cfg),
+            "uptime_seconds": round(time.time() - self.started_at, 3),
+            "interval_seconds": self.interval,
+            "mode": self.collector.name,
+            "last_sequence": self.sequence,
+            "spool": {"depth": len(self.spool), "dropped": self.spool.dropped, "last_acked": self.spool.last_acked},
+            "commands": {"running": self.commands.running, "allowed": sorted(self.cfg.commands.definitions)},
+            "server": self.link.server_id,
+        }
 
     def _collect(self) -> pb.MetricsData:
         self.sequence += 1
@@ -150,7 +205,8 @@ class Agent:
             last_sequence=self.sequence,
             spool_depth=len(self.spool),
             spool_dropped=self.spool.dropped,
-            interval_seconds=self.cfg.collection.interval_seconds,
+            interval_seconds=self.interval,
+            running_commands=self.commands.running,
         )
 
     def registration(self) -> pb.AgentRegistration:
@@ -164,7 +220,7 @@ class Agent:
             instance_id=self.instance_id,
             os=platform.system(),
             platform=platform.platform(),
-            interval_seconds=self.cfg.collection.interval_seconds,
+            interval_seconds=self.interval,
             last_sequence=self.sequence,
         )
         reg.started_at.FromSeconds(int(self.started_at))
@@ -172,12 +228,7 @@ class Agent:
         return reg
 
     def _on_command(self, command: pb.CommandMessage) -> None:
-        # Command execution arrives with the commands capability; until then nothing is run.
-        log.warning(
-            "Command %s (%s) received but this agent does not execute commands yet; ignored",
-            command.command_id,
-            command.command,
-        )
+        self.commands.submit(command)
 
     # -- connection ------------------------------------------------------------------------------
 
@@ -203,6 +254,23 @@ class Agent:
                 len(self.spool),
             )
             await asyncio.sleep(delay)
+
+
+def config_hash(cfg: AgentConfig) -> str:
+    """A short stable digest of the effective configuration (reported by ``info``)."""
+    return hashlib.sha256(repr(cfg).encode()).hexdigest()[:16]
+
+
+def _state_file(state_dir: str, name: str) -> Path | None:
+    """``state_dir/name``, creating the directory; None (memory only) if that is impossible."""
+    try:
+        Path(state_dir).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        log.warning(
+            "State directory %s unusable (%s); command de-duplication is in memory only", state_dir, exc.strerror
+        )
+        return None
+    return Path(state_dir) / name
 
 
 def _now() -> Timestamp:

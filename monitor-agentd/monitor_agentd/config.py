@@ -6,6 +6,7 @@ that the two agree.
 
 from __future__ import annotations
 
+import re
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -106,6 +107,88 @@ class SpoolSection:
     )
 
 
+#: Names of built-in commands; a configured definition may not shadow them.
+BUILTIN_COMMANDS = ("ping", "collect", "set-interval", "info", "shell")
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One declared parameter of a command template; arguments bind to parameters in order."""
+
+    name: str = setting("", "Placeholder name, used as {name} inside argv elements.", min=1)
+    pattern: str = setting(".*", "Regular expression the whole value must match (re.fullmatch).")
+    max_length: int = setting(256, "Longest value accepted, in characters.", min=0, max=65_536)
+    allow_option_like: bool = setting(False, "Accept values starting with '-' (otherwise REJECTED).")
+    allow_dotdot: bool = setting(False, "Accept values containing '..' (otherwise REJECTED).")
+
+    def __post_init__(self) -> None:
+        try:
+            re.compile(self.pattern)
+        except re.error as exc:
+            raise InvalidField("pattern", f"invalid regular expression: {exc}") from None
+
+
+@dataclass(frozen=True)
+class CommandSpec:
+    """A named command: an argv template, never run through a shell."""
+
+    argv: tuple[str, ...] = setting(
+        factory=tuple,
+        doc="Program (absolute path) and arguments. {param} placeholders are replaced by the "
+        "validated argument, literally, inside the element: no splitting, no shell.",
+    )
+    params: tuple[ParamSpec, ...] = setting(factory=tuple, doc="Declared parameters, in argument order.")
+    timeout_seconds: float = setting(0.0, "Execution timeout; 0 = commands.default_timeout_seconds.", min=0, max=86_400)
+    description: str = setting("", "What the command is for (shown by the info command).")
+
+    def __post_init__(self) -> None:
+        if not self.argv:
+            raise InvalidField("argv", "must name a program")
+        if not self.argv[0].startswith("/"):
+            raise InvalidField("argv", f"the program must be an absolute path, got {self.argv[0]!r}")
+        declared = [p.name for p in self.params]
+        if len(set(declared)) != len(declared):
+            raise InvalidField("params", "parameter names must be unique")
+        used = {m for element in self.argv for m in _PLACEHOLDER.findall(element)}
+        if used - set(declared):
+            raise InvalidField("argv", f"undeclared placeholder(s): {', '.join(sorted(used - set(declared)))}")
+        if set(declared) - used:
+            raise InvalidField("params", f"parameter(s) not used in argv: {', '.join(sorted(set(declared) - used))}")
+
+
+@dataclass(frozen=True)
+class CommandsSection:
+    """What commands this agent may run, and how."""
+
+    allow_shell: bool = setting(
+        False, "Enable the 'shell' command (runs its arguments with /bin/sh -c). Dangerous; warned at every start."
+    )
+    max_concurrent: int = setting(4, "Commands running at once; more are REJECTED.", min=1, max=1024)
+    default_timeout_seconds: float = setting(
+        30.0, "Timeout when neither the command nor its definition sets one.", min=0.1, max=86_400
+    )
+    max_timeout_seconds: float = setting(3600.0, "Upper bound of any requested timeout.", min=0.1, max=86_400)
+    output_limit_bytes: int = setting(
+        65_536,
+        "Per stream (stdout, stderr): beyond it the middle is cut, keeping head and tail.",
+        min=64,
+        max=16 * 1024 * 1024,
+    )
+    kill_grace_seconds: float = setting(
+        2.0, "After SIGTERM to a timed-out command's process group, SIGKILL follows after this.", min=0, max=60
+    )
+    definitions: Mapping[str, CommandSpec] = setting(
+        factory=lambda: MappingProxyType({}),
+        doc="Named commands: name -> {argv, params, timeout_seconds, description}.",
+    )
+
+    def __post_init__(self) -> None:
+        for name in self.definitions:
+            if name in BUILTIN_COMMANDS:
+                raise InvalidField("definitions", f"{name!r} is a built-in command name")
+
+
 @dataclass(frozen=True)
 class AgentConfig:
     """The whole of agent.yaml."""
@@ -114,4 +197,5 @@ class AgentConfig:
     collection: CollectionSection = setting(factory=CollectionSection, doc="Collection.")
     connection: ConnectionSection = setting(factory=ConnectionSection, doc="Connection management.")
     spool: SpoolSection = setting(factory=SpoolSection, doc="Unacknowledged records.")
+    commands: CommandsSection = setting(factory=CommandsSection, doc="Command execution.")
     logging: LoggingSection = setting(factory=LoggingSection, doc="Logging.")

@@ -18,6 +18,7 @@ import grpc
 
 from monitor_agentd.config import ConnectionSection
 from monitor_agentd.errors import LinkFailed
+from monitor_agentd.outbox import ResponseOutbox
 from monitor_agentd.spool import Spool
 from monitoring.v1 import monitoring_pb2 as pb
 from monitoring.v1 import monitoring_pb2_grpc as pb_grpc
@@ -45,6 +46,7 @@ class Link:
         cfg: ConnectionSection,
         agent_id: str,
         spool: Spool,
+        responses: ResponseOutbox,
         control: deque[pb.AgentMessage],
         finishing: asyncio.Event,
         registration: Callable[[], pb.AgentRegistration],
@@ -54,6 +56,7 @@ class Link:
         self._cfg = cfg
         self._agent_id = agent_id
         self._spool = spool
+        self._responses = responses
         self._control = control
         self._finishing = finishing
         self._registration = registration
@@ -83,6 +86,7 @@ class Link:
                 log.info("Using bidirectional streaming (server %s at %s)", ack.server_id or "?", address)
                 call = stub.StreamCommunication(metadata=(("agent-id", self._agent_id),))
                 self._spool.rewind()
+                self._responses.rewind()
                 self.connected_since = time.monotonic()
                 self.connected.set()
                 await self._serve(call)
@@ -113,6 +117,9 @@ class Link:
     def _next_message(self) -> pb.AgentMessage | None:
         if self._control:
             return self._control.popleft()
+        response = self._responses.next_to_send()
+        if response is not None:
+            return pb.AgentMessage(command_response=response)
         record = self._spool.next_to_send()
         return pb.AgentMessage(metrics_data=record) if record is not None else None
 
@@ -121,7 +128,7 @@ class Link:
             self._spool.changed.clear()
             while (message := self._next_message()) is not None:
                 await call.write(message)
-            if self._finishing.is_set() and not self._control and len(self._spool) == 0:
+            if self._finishing.is_set() and not self._control and not self._responses and not self._spool:
                 # The STOPPING heartbeat tells the server this is a goodbye, not a lost connection.
                 await call.write(pb.AgentMessage(heartbeat=self._heartbeat(pb.AGENT_STATE_STOPPING)))
                 await call.done_writing()
@@ -135,10 +142,18 @@ class Link:
                 self._on_ack(message.acknowledgment)
             elif kind == "command":
                 self._on_command(message.command)
-        if not (self._finishing.is_set() and len(self._spool) == 0):
+        if not (self._finishing.is_set() and not self._spool and not self._responses):
             raise LinkFailed("server closed the stream")
 
     def _on_ack(self, ack: pb.Ack) -> None:
+        if ack.kind == pb.ACK_KIND_COMMAND_RESPONSE:
+            if ack.success or not ack.retriable:
+                self._responses.ack(ack.command_id, ack.command_status)
+            if not ack.success:
+                log.warning("Server could not store the response to command %s: %s", ack.command_id, ack.message)
+                if ack.retriable:
+                    self._schedule_resend()
+            return
         if ack.kind != pb.ACK_KIND_METRICS:
             return
         if ack.success:
@@ -152,12 +167,16 @@ class Link:
                 self._cfg.retry_nacked_seconds,
             )
             self._spool.hold()
-            if self._retry_handle is None:
-                self._retry_handle = asyncio.get_running_loop().call_later(self._cfg.retry_nacked_seconds, self._resume)
+            self._schedule_resend()
         else:
             log.error("Server refused metrics #%d..#%d: %s", ack.first_sequence, ack.last_sequence, ack.message)
             self._spool.discard(ack.first_sequence, ack.last_sequence)
 
+    def _schedule_resend(self) -> None:
+        if self._retry_handle is None:
+            self._retry_handle = asyncio.get_running_loop().call_later(self._cfg.retry_nacked_seconds, self._resume)
+
     def _resume(self) -> None:
         self._retry_handle = None
         self._spool.rewind()
+        self._responses.rewind()

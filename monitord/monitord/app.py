@@ -8,13 +8,17 @@ import time
 
 import grpc
 
-from monitord import __version__
+from monitord import __version__, records
+from monitord.command_intake import CommandIntake
+from monitord.commands import CommandRouter
 from monitord.config import MonitordConfig
 from monitord.errors import MonitordError
 from monitord.kafka_bridge import KafkaProducerBridge, ProducerFactory
+from monitord.presence import PresencePublisher
 from monitord.service import MonitoringService
 from monitord.sessions import SessionRegistry
 from monitord.stats import ServerStats
+from monitoring.v1 import monitoring_pb2 as pb
 from monitoring.v1 import monitoring_pb2_grpc as pb_grpc
 
 log = logging.getLogger(__name__)
@@ -45,6 +49,11 @@ class Monitord:
         self.bridge = KafkaProducerBridge(
             cfg.kafka, client_id=f"monitord-{cfg.server.effective_server_id}", producer_factory=producer_factory
         )
+        server_id = cfg.server.effective_server_id
+        self.presence = PresencePublisher(self.bridge, cfg.kafka, server_id)
+        self.router = CommandRouter(cfg.commands, self.sessions, self._emit_response, server_id)
+        self.intake = CommandIntake(cfg, self.router)
+        self._expiry: asyncio.Task[None] | None = None
         self._server: grpc.aio.Server | None = None
         self._shutdown_done = False
         self.port = 0
@@ -67,7 +76,7 @@ class Monitord:
             ]
         )
         pb_grpc.add_MonitoringServiceServicer_to_server(
-            MonitoringService(self.cfg, self.bridge, self.sessions, self.stats), server
+            MonitoringService(self.cfg, self.bridge, self.sessions, self.stats, self.presence, self.router), server
         )
         try:
             self.port = server.add_insecure_port(self.cfg.server.listen)
@@ -89,6 +98,26 @@ class Monitord:
             self.cfg.kafka.bootstrap_servers,
             self.cfg.kafka.topics.metrics,
             self.cfg.kafka.value_encoding,
+        )
+        if self.cfg.commands.enabled:
+            self.intake.start()
+            self._expiry = asyncio.get_running_loop().create_task(self.router.run_expiry(), name="command-expiry")
+            log.info(
+                "Commands: consuming %s (group %s.%s)",
+                self.cfg.kafka.topics.commands,
+                self.cfg.commands.consumer_group_prefix,
+                self.cfg.server.effective_server_id,
+            )
+
+    def _emit_response(self, response: pb.CommandResponseMessage) -> None:
+        key, value, headers = records.encode(
+            response,
+            agent_id=response.agent_id,
+            server_id=self.cfg.server.effective_server_id,
+            encoding=self.cfg.kafka.value_encoding,
+        )
+        self.bridge.publish_soon(
+            self.cfg.kafka.topics.command_responses, key, value, headers, f"response to command {response.command_id}"
         )
 
     async def serve(self, stop: asyncio.Event) -> None:
@@ -121,6 +150,10 @@ class Monitord:
         if self._server is not None:
             log.info("Shutting down: %d agents connected, grace %.0fs", len(self.sessions), grace)
             await self._server.stop(grace)
+        if self._expiry is not None:
+            self._expiry.cancel()
+        await self.intake.close()
+        await self.bridge.drain(timeout=grace)
         left = await self.bridge.close(timeout=grace)
         log.info(
             "monitord stopped (%d forwarded, %d failed, %d left undelivered)",

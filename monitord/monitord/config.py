@@ -98,9 +98,34 @@ class KafkaSection:
 
 
 @dataclass(frozen=True)
+class CommandsSection:
+    """Commands consumed from Kafka and pushed to agents."""
+
+    enabled: bool = setting(True, "Consume the commands topic and deliver commands to connected agents.")
+    default_ttl_seconds: float = setting(
+        300.0, "A command without expires_at/ttl_seconds expires this long after monitord read it.", min=1, max=604_800
+    )
+    max_ttl_seconds: float = setting(86_400.0, "Upper bound of any command's lifetime.", min=1, max=604_800)
+    max_pending_per_agent: int = setting(
+        100,
+        "Commands held for one agent that is not connected; beyond it the oldest is dropped (EXPIRED).",
+        min=1,
+        max=100_000,
+    )
+    max_pending_total: int = setting(100_000, "Commands held for all agents.", min=1, max=10_000_000)
+    max_args: int = setting(64, "A command with more arguments is INVALID.", min=0, max=10_000)
+    max_arg_bytes: int = setting(4096, "A command with a longer argument is INVALID.", min=1, max=1_048_576)
+    consumer_group_prefix: str = setting(
+        "monitord-commands", "Each instance consumes every command in its own group: PREFIX.SERVER_ID.", min=1
+    )
+    fetch_wait_max_ms: int = setting(10, "Consumer fetch wait (latency of command delivery).", min=0, max=10_000)
+
+
+@dataclass(frozen=True)
 class MonitordConfig:
     """The whole of monitord.yaml."""
 
     server: ServerSection = setting(factory=ServerSection, doc="gRPC server.")
     kafka: KafkaSection = setting(factory=KafkaSection, doc="Kafka connection and topics.")
+    commands: CommandsSection = setting(factory=CommandsSection, doc="Command delivery.")
     logging: LoggingSection = setting(factory=LoggingSection, doc="Logging.")

@@ -82,6 +82,7 @@ class KafkaProducerBridge:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._closed = False
+        self._background: set[asyncio.Task[None]] = set()
         self._reports: list[tuple[asyncio.Future[None], KafkaError | None]] = []
         self.kafka_up = True
         self.kafka_state = "connecting"
@@ -145,6 +146,24 @@ class KafkaProducerBridge:
                 delay = min(delay * 2, 0.2)
             except confluent_kafka.KafkaException as exc:
                 raise DeliveryError(str(exc.args[0] if exc.args else exc), retriable=False) from None
+
+    def publish_soon(self, topic: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]], what: str) -> None:
+        """Produce in the background (monitord's own records: presence, command answers); a
+        failure is logged, nobody waits for it. :meth:`drain` waits for these before closing."""
+        task = asyncio.get_running_loop().create_task(self._publish(topic, key, value, headers, what))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _publish(self, topic: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]], what: str) -> None:
+        try:
+            await (await self.produce(topic, key, value, headers))
+        except DeliveryError as exc:
+            log.warning("Could not publish %s: %s", what, exc.reason)
+
+    async def drain(self, timeout: float) -> None:
+        """Wait (bounded) for background publishes."""
+        if self._background:
+            await asyncio.wait(set(self._background), timeout=timeout)
 
     @property
     def queue_depth(self) -> int:

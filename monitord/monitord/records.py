@@ -29,7 +29,14 @@ JSON = "application/json"
 
 MESSAGE_TYPES: dict[str, type[Message]] = {
     cls.DESCRIPTOR.full_name: cls
-    for cls in (pb.MetricsData, pb.CommandResponseMessage, pb.CommandMessage, pb.AgentHeartbeat, pb.AgentRegistration)
+    for cls in (
+        pb.MetricsData,
+        pb.CommandResponseMessage,
+        pb.CommandMessage,
+        pb.AgentHeartbeat,
+        pb.AgentRegistration,
+        pb.AgentStatus,
+    )
 }
 
 Headers = list[tuple[str, bytes]]

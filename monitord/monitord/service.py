@@ -10,8 +10,10 @@ from collections.abc import AsyncIterator
 
 import grpc
 
+from monitord.commands import CommandRouter
 from monitord.config import MonitordConfig
 from monitord.kafka_bridge import KafkaProducerBridge
+from monitord.presence import PresencePublisher
 from monitord.sessions import Registration, Session, SessionRegistry
 from monitord.stats import ServerStats
 from monitord.stream_handler import AgentStream
@@ -28,8 +30,16 @@ class MonitoringService(pb_grpc.MonitoringServiceServicer):
     """RegisterAgent and StreamCommunication on top of the session registry and the Kafka bridge."""
 
     def __init__(
-        self, cfg: MonitordConfig, bridge: KafkaProducerBridge, sessions: SessionRegistry, stats: ServerStats
+        self,
+        cfg: MonitordConfig,
+        bridge: KafkaProducerBridge,
+        sessions: SessionRegistry,
+        stats: ServerStats,
+        presence: PresencePublisher,
+        router: CommandRouter,
     ) -> None:
+        self._presence = presence
+        self._router = router
         self._cfg = cfg
         self._bridge = bridge
         self._sessions = sessions
@@ -81,9 +91,15 @@ class MonitoringService(pb_grpc.MonitoringServiceServicer):
         session = Session(agent_id=agent_id, peer=context.peer(), write=context.write, cancel=cancel)
         self._sessions.open(session)
         log.info("Agent '%s' connected from %s (%d agents connected)", agent_id, session.peer, len(self._sessions))
+        registration = self._sessions.registrations.get(agent_id)
+        self._presence.publish(agent_id, pb.CONNECTED, peer=session.peer, registration=registration)
         ended_cleanly = False
         try:
-            await AgentStream(self._cfg, session, self._bridge, self._total_inflight, self._stats).run(request_iterator)
+            self._router.on_connect(session)
+            stream = AgentStream(
+                self._cfg, session, self._bridge, self._total_inflight, self._stats, self._router.on_response
+            )
+            await stream.run(request_iterator)
             # A dying peer can look like a half-close; only a STOPPING heartbeat makes it a goodbye.
             ended_cleanly = session.said_goodbye
             if not ended_cleanly:
@@ -98,6 +114,13 @@ class MonitoringService(pb_grpc.MonitoringServiceServicer):
                 log.error("Unexpected error on the stream of agent '%s'", agent_id, exc_info=inner)
         finally:
             self._sessions.close(session)
+            self._presence.publish(
+                agent_id,
+                pb.DISCONNECTED,
+                reason="goodbye" if ended_cleanly else reason,
+                peer=session.peer,
+                registration=registration,
+            )
             if ended_cleanly:
                 log.info("✓ Stream ended for agent '%s' (%d metrics received)", agent_id, session.metrics_received)
             else:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from monitord import records
@@ -33,6 +33,7 @@ class _Pending:
     future: asyncio.Future[None]
     sequence: int = 0
     command_id: str = ""
+    command_status: pb.CommandStatus.ValueType = pb.COMMAND_STATUS_UNSPECIFIED
     reject: str = ""  # set: answer with this negative ack without waiting for Kafka
 
 
@@ -46,7 +47,9 @@ class AgentStream:
         bridge: KafkaProducerBridge,
         total_inflight: asyncio.Semaphore,
         stats: ServerStats,
+        on_response: Callable[[pb.CommandResponseMessage], None],
     ) -> None:
+        self._on_response = on_response
         self._cfg = cfg
         self._session = session
         self._bridge = bridge
@@ -114,6 +117,8 @@ class AgentStream:
                 return
             response.agent_id = agent_id
             response.reported_by = response.reported_by or "agent"
+            self._stats.command_responses += 1
+            self._on_response(response)
             key, value, headers = records.encode(
                 response, agent_id=agent_id, server_id=self._server_id, encoding=self._cfg.kafka.value_encoding
             )
@@ -124,6 +129,7 @@ class AgentStream:
                 value,
                 headers,
                 command_id=response.command_id,
+                command_status=response.status,
             )
         elif kind == "heartbeat":
             hb = message.heartbeat
@@ -146,6 +152,7 @@ class AgentStream:
         *,
         sequence: int = 0,
         command_id: str = "",
+        command_status: pb.CommandStatus.ValueType = pb.COMMAND_STATUS_UNSPECIFIED,
     ) -> None:
         # Bounded in-flight: block reading (not buffer) when Kafka is slower than the agents.
         await self._mine.acquire()
@@ -155,7 +162,7 @@ class AgentStream:
         except DeliveryError as exc:
             future = asyncio.get_running_loop().create_future()
             future.set_exception(exc)
-        await self._pending.put(_Pending(kind, future, sequence, command_id))
+        await self._pending.put(_Pending(kind, future, sequence, command_id, command_status))
 
     async def _reject(self, kind: pb.AckKind.ValueType, reason: str, sequence: int = 0, command_id: str = "") -> None:
         log.warning("Rejected message from agent '%s': %s", self._session.agent_id, reason)
@@ -174,6 +181,7 @@ class AgentStream:
                     first_sequence=item.sequence,
                     last_sequence=item.sequence,
                     command_id=item.command_id,
+                    command_status=item.command_status,
                 )
                 if item.reject:
                     ack.success, ack.retriable, ack.message = False, False, item.reject
@@ -205,4 +213,4 @@ class AgentStream:
 def _what(item: _Pending) -> str:
     if item.kind == pb.ACK_KIND_METRICS:
         return f"metrics #{item.sequence}"
-    return f"command response {item.command_id}"
+    return f"command response {item.command_id} ({pb.CommandStatus.Name(item.command_status)})"

@@ -90,6 +90,31 @@ EXPIRED: CommandStatus.ValueType  # 6
 INVALID: CommandStatus.ValueType  # 7
 Global___CommandStatus: _TypeAlias = CommandStatus  # noqa: Y015
 
+class _AgentPresence:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _AgentPresenceEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AgentPresence.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    AGENT_PRESENCE_UNSPECIFIED: _AgentPresence.ValueType  # 0
+    CONNECTED: _AgentPresence.ValueType  # 1
+    DISCONNECTED: _AgentPresence.ValueType  # 2
+    STALE: _AgentPresence.ValueType  # 3
+    """Silent for too long: its stream was cancelled."""
+
+class AgentPresence(_AgentPresence, metaclass=_AgentPresenceEnumTypeWrapper):
+    """---------------------------------------------------------------------------------------------
+    Presence (Kafka topic agent-status, compacted, key = agent id)
+    ---------------------------------------------------------------------------------------------
+    """
+
+AGENT_PRESENCE_UNSPECIFIED: AgentPresence.ValueType  # 0
+CONNECTED: AgentPresence.ValueType  # 1
+DISCONNECTED: AgentPresence.ValueType  # 2
+STALE: AgentPresence.ValueType  # 3
+"""Silent for too long: its stream was cancelled."""
+Global___AgentPresence: _TypeAlias = AgentPresence  # noqa: Y015
+
 @_typing.final
 class AgentMessage(_message.Message):
     """---------------------------------------------------------------------------------------------
@@ -629,6 +654,7 @@ class Ack(_message.Message):
     RETRIABLE_FIELD_NUMBER: _builtins.int
     SERVER_ID_FIELD_NUMBER: _builtins.int
     DURABLE_SEQUENCE_FIELD_NUMBER: _builtins.int
+    COMMAND_STATUS_FIELD_NUMBER: _builtins.int
     kind: Global___AckKind.ValueType
     success: _builtins.bool
     """True only when everything acknowledged here is durable in Kafka (or, for a registration,
@@ -651,6 +677,10 @@ class Ack(_message.Message):
     """For ACK_KIND_REGISTRATION: the highest metrics sequence of this agent known to be durable
     (0 = unknown). Informational only.
     """
+    command_status: Global___CommandStatus.ValueType
+    """For ACK_KIND_COMMAND_RESPONSE: the status of the response acknowledged (a command has a
+    DELIVERED response and a final one).
+    """
     def __init__(
         self,
         *,
@@ -663,10 +693,11 @@ class Ack(_message.Message):
         retriable: _builtins.bool = ...,
         server_id: _builtins.str = ...,
         durable_sequence: _builtins.int = ...,
+        command_status: Global___CommandStatus.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["command_id", b"command_id", "durable_sequence", b"durable_sequence", "first_sequence", b"first_sequence", "kind", b"kind", "last_sequence", b"last_sequence", "message", b"message", "retriable", b"retriable", "server_id", b"server_id", "success", b"success"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["command_id", b"command_id", "command_status", b"command_status", "durable_sequence", b"durable_sequence", "first_sequence", b"first_sequence", "kind", b"kind", "last_sequence", b"last_sequence", "message", b"message", "retriable", b"retriable", "server_id", b"server_id", "success", b"success"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -789,3 +820,49 @@ class CommandResponseMessage(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CommandResponseMessage: _TypeAlias = CommandResponseMessage  # noqa: Y015
+
+@_typing.final
+class AgentStatus(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AGENT_ID_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    SERVER_ID_FIELD_NUMBER: _builtins.int
+    HOSTNAME_FIELD_NUMBER: _builtins.int
+    AGENT_VERSION_FIELD_NUMBER: _builtins.int
+    AT_FIELD_NUMBER: _builtins.int
+    PEER_FIELD_NUMBER: _builtins.int
+    INSTANCE_ID_FIELD_NUMBER: _builtins.int
+    agent_id: _builtins.str
+    state: Global___AgentPresence.ValueType
+    reason: _builtins.str
+    """Why it disconnected ("goodbye", "connection lost", "replaced by a newer stream", ...)."""
+    server_id: _builtins.str
+    """The monitord instance that holds (or last held) the agent."""
+    hostname: _builtins.str
+    agent_version: _builtins.str
+    peer: _builtins.str
+    instance_id: _builtins.str
+    @_builtins.property
+    def at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        agent_id: _builtins.str = ...,
+        state: Global___AgentPresence.ValueType = ...,
+        reason: _builtins.str = ...,
+        server_id: _builtins.str = ...,
+        hostname: _builtins.str = ...,
+        agent_version: _builtins.str = ...,
+        at: _timestamp_pb2.Timestamp | None = ...,
+        peer: _builtins.str = ...,
+        instance_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "agent_version", b"agent_version", "at", b"at", "hostname", b"hostname", "instance_id", b"instance_id", "peer", b"peer", "reason", b"reason", "server_id", b"server_id", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AgentStatus: _TypeAlias = AgentStatus  # noqa: Y015

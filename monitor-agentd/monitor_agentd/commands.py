@@ -1,0 +1,267 @@
+"""Commands from the server: de-duplicate, resolve against the allow-list, validate, run, report.
+
+Only three kinds of command exist: the built-ins (``ping``, ``collect``, ``set-interval``,
+``info``), the named argv templates configured in agent.yaml, and -- only with
+``commands.allow_shell: true`` -- ``shell``. Anything else is REJECTED and nothing runs.
+Every accepted command gets a DELIVERED response, then exactly one final response.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from monitor_agentd import executor
+from monitor_agentd.config import CommandSpec, CommandsSection
+from monitor_agentd.dedup import SeenCommands
+from monitor_agentd.outbox import ResponseOutbox
+from monitoring.v1 import monitoring_pb2 as pb
+
+log = logging.getLogger(__name__)
+
+#: Final responses kept to answer duplicate deliveries.
+REMEMBER_FINALS = 1000
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class Refused(Exception):
+    """The command is not allowed as asked; the text says why (sent back as REJECTED)."""
+
+
+class Builtins(Protocol):
+    """What built-in commands need from the agent."""
+
+    def collect_now(self) -> int: ...
+    def set_interval(self, seconds: float) -> float: ...
+    def info(self) -> dict[str, Any]: ...
+
+
+def bind(spec: CommandSpec, args: Sequence[str]) -> list[str]:
+    """The argv for ``args`` under ``spec``, or :class:`Refused` naming the offending parameter."""
+    if len(args) != len(spec.params):
+        names = " ".join(p.name.upper() for p in spec.params) or "no arguments"
+        raise Refused(f"expects {len(spec.params)} argument(s) ({names}), got {len(args)}")
+    values: dict[str, str] = {}
+    for param, value in zip(spec.params, args, strict=True):
+        if "\x00" in value:
+            raise Refused(f"argument {param.name}: contains a NUL byte")
+        if len(value) > param.max_length:
+            raise Refused(f"argument {param.name}: longer than {param.max_length} characters")
+        if value.startswith("-") and not param.allow_option_like:
+            raise Refused(f"argument {param.name}: option-like values (starting with '-') are not allowed")
+        if ".." in value and not param.allow_dotdot:
+            raise Refused(f"argument {param.name}: '..' is not allowed")
+        if not re.fullmatch(param.pattern, value, flags=re.DOTALL):
+            raise Refused(f"argument {param.name}: does not match {param.pattern!r}")
+        values[param.name] = value
+    # A function replacement inserts the value literally (no backslash or group processing).
+    return [_PLACEHOLDER.sub(lambda m: values[m.group(1)], element) for element in spec.argv]
+
+
+def _ts(seconds: float) -> Timestamp:
+    ts = Timestamp()
+    ts.FromNanoseconds(int(seconds * 1e9))
+    return ts
+
+
+class CommandRunner:
+    """Accepts CommandMessages from the stream and reports on them through the response outbox."""
+
+    def __init__(
+        self, cfg: CommandsSection, agent_id: str, builtins: Builtins, outbox: ResponseOutbox, seen: SeenCommands
+    ) -> None:
+        self.cfg = cfg
+        self._agent_id = agent_id
+        self._builtins = builtins
+        self._outbox = outbox
+        self._seen = seen
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._finals: OrderedDict[str, pb.CommandResponseMessage] = OrderedDict()
+        self.executed = 0
+        if cfg.allow_shell:
+            log.warning("commands.allow_shell is true: the 'shell' command runs arbitrary shell code from the server")
+
+    @property
+    def running(self) -> int:
+        return len(self._tasks)
+
+    def submit(self, command: pb.CommandMessage) -> None:
+        """Handle one command from the server (never raises, never blocks)."""
+        if not command.command_id:
+            log.warning("Command without command_id ignored")
+            return
+        if command.command_id in self._seen:
+            # Redelivered (reconnect, another server, Kafka replay): never run twice. Repeating
+            # the final response, when still known, lets the server stop holding the command.
+            log.info(
+                "Command %s (%s) already accepted; duplicate delivery not run", command.command_id, command.command
+            )
+            final = self._finals.get(command.command_id)
+            if final is not None:
+                self._outbox.add(final)
+            return
+        self._seen.add(command.command_id)
+        if command.HasField("expires_at") and command.expires_at.ToNanoseconds() / 1e9 < time.time():
+            self._final(command, pb.EXPIRED, message="expired before it reached the agent")
+            return
+        try:
+            argv = self._resolve(command)
+        except Refused as exc:
+            log.warning("✗ Command %s (%s) rejected: %s", command.command_id, command.command, exc)
+            self._final(command, pb.REJECTED, message=str(exc))
+            return
+        self._respond(command, pb.DELIVERED)
+        if argv is None:
+            self._run_builtin(command)
+            return
+        task = asyncio.get_running_loop().create_task(self._run(command, argv))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _resolve(self, command: pb.CommandMessage) -> list[str] | None:
+        """argv for a program, None for a built-in; :class:`Refused` if not allowed."""
+        name, args = command.command, list(command.args)
+        if name in ("ping", "collect", "info", "set-interval"):
+            if name == "set-interval":
+                self._interval_arg(args)
+            elif args:
+                raise Refused(f"{name} takes no arguments")
+            return None
+        if name == "shell" and self.cfg.allow_shell:
+            return ["/bin/sh", "-c", " ".join(args)]
+        spec = self.cfg.definitions.get(name)
+        if spec is None:
+            raise Refused(f"unknown command {name!r} (not configured on this agent)")
+        if self.running >= self.cfg.max_concurrent:
+            raise Refused(f"too many commands running (limit {self.cfg.max_concurrent})")
+        return bind(spec, args)
+
+    @staticmethod
+    def _interval_arg(args: Sequence[str]) -> float:
+        try:
+            (value,) = args
+            seconds = float(value)
+        except ValueError:
+            raise Refused("set-interval expects one number of seconds") from None
+        if not 0.05 <= seconds <= 86_400:
+            raise Refused("set-interval: seconds must be between 0.05 and 86400")
+        return seconds
+
+    def _run_builtin(self, command: pb.CommandMessage) -> None:
+        started = time.time()
+        name = command.command
+        if name == "ping":
+            out = "pong"
+        elif name == "collect":
+            out = f"collected metrics #{self._builtins.collect_now()}"
+        elif name == "set-interval":
+            new = self._interval_arg(command.args)
+            old = self._builtins.set_interval(new)
+            out = f"interval {new:g}s (was {old:g}s)"
+        else:
+            out = json.dumps(self._builtins.info(), sort_keys=True)
+        self._final(command, pb.SUCCEEDED, stdout=out, started=started)
+
+    def _timeout(self, command: pb.CommandMessage) -> float:
+        spec = self.cfg.definitions.get(command.command)
+        requested = command.timeout_seconds or (spec.timeout_seconds if spec else 0) or self.cfg.default_timeout_seconds
+        return min(float(requested), self.cfg.max_timeout_seconds)
+
+    async def _run(self, command: pb.CommandMessage, argv: list[str]) -> None:
+        timeout = self._timeout(command)
+        log.info("▶ Running command %s (%s) with timeout %gs", command.command_id, command.command, timeout)
+        started = time.time()
+        try:
+            outcome = await executor.run(
+                argv, timeout=timeout, output_limit=self.cfg.output_limit_bytes, kill_grace=self.cfg.kill_grace_seconds
+            )
+        except OSError as exc:
+            self._final(
+                command, pb.FAILED, exit_code=127, message=f"cannot start {argv[0]}: {exc.strerror}", started=started
+            )
+            return
+        self.executed += 1
+        if outcome.timed_out:
+            status, message = pb.TIMED_OUT, f"killed after {timeout:g}s (process group terminated)"
+        elif outcome.exit_code == 0:
+            status, message = pb.SUCCEEDED, ""
+        else:
+            status, message = pb.FAILED, f"exit status {outcome.exit_code}"
+        self._final(
+            command,
+            status,
+            exit_code=outcome.exit_code,
+            stdout=outcome.stdout.text(),
+            stderr=outcome.stderr.text(),
+            stdout_truncated=outcome.stdout.truncated,
+            stderr_truncated=outcome.stderr.truncated,
+            message=message,
+            started=outcome.started_at,
+            finished=outcome.finished_at,
+        )
+
+    def _respond(self, command: pb.CommandMessage, status: pb.CommandStatus.ValueType) -> pb.CommandResponseMessage:
+        response = pb.CommandResponseMessage(
+            command_id=command.command_id,
+            agent_id=self._agent_id,
+            command=command.command,
+            status=status,
+            requested_by=command.requested_by,
+            reported_by="agent",
+        )
+        self._outbox.add(response)
+        return response
+
+    def _final(
+        self,
+        command: pb.CommandMessage,
+        status: pb.CommandStatus.ValueType,
+        *,
+        exit_code: int = 0,
+        stdout: str = "",
+        stderr: str = "",
+        stdout_truncated: bool = False,
+        stderr_truncated: bool = False,
+        message: str = "",
+        started: float | None = None,
+        finished: float | None = None,
+    ) -> None:
+        finished = finished or time.time()
+        started = started or finished
+        response = pb.CommandResponseMessage(
+            command_id=command.command_id,
+            agent_id=self._agent_id,
+            command=command.command,
+            status=status,
+            exit_code=exit_code,
+            stdout=stdout,
+            stderr=stderr,
+            stdout_truncated=stdout_truncated,
+            stderr_truncated=stderr_truncated,
+            message=message,
+            requested_by=command.requested_by,
+            reported_by="agent",
+            duration_seconds=max(0.0, finished - started),
+        )
+        response.started_at.CopyFrom(_ts(started))
+        response.finished_at.CopyFrom(_ts(finished))
+        log.info("✓ Command %s (%s) → %s", command.command_id, command.command, pb.CommandStatus.Name(status))
+        self._outbox.add(response)
+        self._finals[command.command_id] = response
+        while len(self._finals) > REMEMBER_FINALS:
+            self._finals.popitem(last=False)
+
+    async def close(self) -> None:
+        """Cancel running commands (their process groups are killed by the executor)."""
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -1,0 +1,112 @@
+"""The Kafka consumer behind command routing: ``commands`` and ``command-responses``, no polling
+of agents -- records are pushed to the router the moment librdkafka has them.
+
+Each instance uses its own consumer group (``<prefix>.<server id>``), so every instance sees every
+command; a restarted instance resumes from its committed offsets. librdkafka is driven by one
+thread; each batch it fetched is handed to the event loop in one ``call_soon_threadsafe``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import confluent_kafka
+
+from monitord import records
+from monitord.commands import CommandRouter
+from monitord.config import MonitordConfig
+from monitoring.v1 import monitoring_pb2 as pb
+
+log = logging.getLogger(__name__)
+
+ConsumerFactory = Callable[[dict[str, Any]], Any]
+Batch = list[tuple[str, bytes | None, bytes | None, records.Headers | None]]
+
+
+def consumer_config(cfg: MonitordConfig) -> dict[str, Any]:
+    """Low-latency consumer settings (fetch.wait.max.ms is the command delivery latency floor)."""
+    conf: dict[str, Any] = {
+        "bootstrap.servers": cfg.kafka.bootstrap_servers,
+        "group.id": f"{cfg.commands.consumer_group_prefix}.{cfg.server.effective_server_id}",
+        "client.id": f"monitord-{cfg.server.effective_server_id}-commands",
+        "auto.offset.reset": "latest",
+        "enable.auto.commit": True,
+        "fetch.wait.max.ms": cfg.commands.fetch_wait_max_ms,
+        "fetch.min.bytes": 1,
+        "socket.nagle.disable": True,
+    }
+    return conf
+
+
+class CommandIntake:
+    """Consumes commands and responses in a thread and feeds the router on the loop."""
+
+    def __init__(
+        self, cfg: MonitordConfig, router: CommandRouter, consumer_factory: ConsumerFactory | None = None
+    ) -> None:
+        self._cfg = cfg
+        self._router = router
+        self._factory: ConsumerFactory = consumer_factory or confluent_kafka.Consumer
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.assigned = asyncio.Event()
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._thread = threading.Thread(target=self._run, name="commands-consumer", daemon=True)
+        self._thread.start()
+
+    async def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self._thread.join, 15)
+
+    def _run(self) -> None:
+        assert self._loop is not None
+        loop = self._loop
+        topics = self._cfg.kafka.topics
+        consumer = self._factory(consumer_config(self._cfg))
+
+        def on_assign(_consumer: Any, partitions: list[Any]) -> None:
+            log.info(
+                "Commands consumer assigned %d partitions (%s, %s)",
+                len(partitions),
+                topics.commands,
+                topics.command_responses,
+            )
+            loop.call_soon_threadsafe(self.assigned.set)
+
+        consumer.subscribe([topics.commands, topics.command_responses], on_assign=on_assign)
+        try:
+            while not self._stop.is_set():
+                messages = consumer.consume(500, timeout=0.1)
+                batch: Batch = []
+                for msg in messages:
+                    if msg.error():
+                        log.warning("Commands consumer: %s", msg.error())
+                        continue
+                    batch.append((msg.topic(), msg.key(), msg.value(), msg.headers()))
+                if batch:
+                    loop.call_soon_threadsafe(self._dispatch, batch)
+        except Exception:  # the thread must not die silently
+            log.exception("Commands consumer failed")
+        finally:
+            consumer.close()
+
+    def _dispatch(self, batch: Batch) -> None:
+        commands_topic = self._cfg.kafka.topics.commands
+        for topic, key, value, headers in batch:
+            if topic == commands_topic:
+                self._router.on_record(key, value, headers)
+                continue
+            try:
+                decoded = records.decode(key, value, headers)
+            except records.RecordDecodeError:
+                continue
+            if isinstance(decoded.message, pb.CommandResponseMessage):
+                self._router.on_response(decoded.message)
