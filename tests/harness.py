@@ -6,6 +6,7 @@ and read back what landed in Kafka.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -14,7 +15,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -87,11 +88,13 @@ def read_records(
     expect: int,
     timeout: float = 30.0,
     settle: float = 1.0,
+    stop: Callable[[list[records.DecodedRecord]], bool] | None = None,
+    tail: float = 0.0,
 ) -> list[records.DecodedRecord]:
     """Every record of ``agent_ids`` in ``topic``, reading from the beginning.
 
-    Reads until ``expect`` records were seen and then ``settle`` more seconds (to catch extras),
-    or until ``timeout``.
+    Reads until ``expect`` records were seen (or ``stop(found)`` is true) and then ``settle``
+    (or ``tail``) more seconds to catch extras, or until ``timeout``.
     """
     wanted = set(agent_ids)
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": unique("reader"), "enable.auto.commit": False})
@@ -105,6 +108,8 @@ def read_records(
         while time.monotonic() < deadline:
             if settle_until is None and len(found) >= expect:
                 settle_until = time.monotonic() + settle
+            if settle_until is None and stop is not None and stop(found):
+                settle_until = time.monotonic() + tail
             if settle_until is not None and time.monotonic() >= settle_until:
                 break
             for msg in consumer.consume(500, timeout=0.2):
@@ -150,13 +155,16 @@ class Proc:
     log_path: Path
     env: dict[str, str] = field(default_factory=dict)
     popen: subprocess.Popen[bytes] | None = None
+    #: Stopped by the per-test reaper (False for processes a module-scoped fixture owns).
+    reap: bool = True
 
     def start(self) -> Proc:
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
         env.pop("JOURNAL_STREAM", None)
         with self.log_path.open("wb") as log:  # the child keeps its own copy of the descriptor
             self.popen = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, env=env)
-        STARTED.append(self)
+        if self.reap:
+            STARTED.append(self)
         return self
 
     @property
@@ -214,19 +222,28 @@ def write_yaml(path: Path, data: dict[str, Any]) -> Path:
 
 
 def start_monitord(
-    tmp: Path, bootstrap: str, *, name: str = "monitord", extra: dict[str, Any] | None = None
+    tmp: Path,
+    bootstrap: str,
+    *,
+    name: str = "monitord",
+    extra: dict[str, Any] | None = None,
+    reap: bool = True,
+    port: int | None = None,
+    wait_commands: bool = False,
 ) -> tuple[Proc, str]:
     """Start monitord on a free port; returns (process, "127.0.0.1:PORT") once it serves."""
-    port = free_port()
+    port = port or free_port()
     cfg: dict[str, Any] = {
-        "server": {"listen": f"127.0.0.1:{port}", "server_id": name, "shutdown_grace_seconds": 5},
+        "server": {"listen": f"127.0.0.1:{port}", "server_id": unique(name), "shutdown_grace_seconds": 5},
         "kafka": {"bootstrap_servers": bootstrap, "delivery_timeout_ms": 10000, "linger_ms": 1},
     }
     for section, values in (extra or {}).items():
         cfg.setdefault(section, {}).update(values)
     path = write_yaml(tmp / f"{name}.yaml", cfg)
-    proc = Proc(name, [str(BIN / "monitord"), "--config", str(path)], tmp / f"{name}.log").start()
+    proc = Proc(name, [str(BIN / "monitord"), "--config", str(path)], tmp / f"{name}.log", reap=reap).start()
     proc.wait_for(r"Mode: Bidirectional streaming \(no polling\)")
+    if wait_commands:  # commands produced before the consumer is assigned would be skipped
+        proc.wait_for(r"Commands consumer assigned", timeout=60)
     return proc, f"127.0.0.1:{port}"
 
 
@@ -239,6 +256,7 @@ def start_agent(
     interval: float = 0.2,
     extra_args: list[str] | None = None,
     config: dict[str, Any] | None = None,
+    reap: bool = True,
 ) -> Proc:
     """Start a mock-mode agent process."""
     cfg = config or {}
@@ -260,4 +278,57 @@ def start_agent(
         str(interval),
         *(extra_args or []),
     ]
-    return Proc(f"agent {agent_id}", argv, tmp / f"agent-{agent_id}.log").start()
+    return Proc(f"agent {agent_id}", argv, tmp / f"agent-{agent_id}.log", reap=reap).start()
+
+
+# -- commands -----------------------------------------------------------------------------------
+
+FINAL_STATUSES = {"SUCCEEDED", "FAILED", "TIMED_OUT", "REJECTED", "EXPIRED", "INVALID"}
+
+
+def produce_command(bootstrap: str, agent_id: str, command: str, *args: str, **fields: Any) -> str:
+    """Put a CommandMessage (proto3 JSON, as an operator would) on the commands topic; returns its id."""
+    from confluent_kafka import Producer
+
+    command_id = fields.pop("command_id", None) or unique("cmd")
+    body = {"commandId": command_id, "agentId": agent_id, "command": command, "args": list(args), **fields}
+    producer = Producer({"bootstrap.servers": bootstrap})
+    producer.produce("commands", key=agent_id.encode(), value=json.dumps(body).encode())
+    assert producer.flush(10) == 0
+    return command_id
+
+
+def command_responses(
+    bootstrap: str, agent_id: str, command_id: str, *, timeout: float = 30.0, settle: float = 1.5
+) -> list[Any]:
+    """All responses to ``command_id`` (reading from the beginning): waits for a final one, then
+    ``settle`` seconds more so duplicates would show."""
+    found: list[Any] = []
+    for record in read_records(
+        bootstrap,
+        "command-responses",
+        [agent_id],
+        expect=10**9,
+        timeout=timeout,
+        settle=0,
+        stop=lambda recs: _has_final(recs, command_id),
+        tail=settle,
+    ):
+        if record.message.command_id == command_id:  # type: ignore[attr-defined]
+            found.append(record.message)
+    return found
+
+
+def _has_final(recs: list[records.DecodedRecord], command_id: str) -> bool:
+    from monitoring.v1 import monitoring_pb2 as pb
+
+    return any(
+        r.message.command_id == command_id and pb.CommandStatus.Name(r.message.status) in FINAL_STATUSES  # type: ignore[attr-defined]
+        for r in recs
+    )
+
+
+def statuses(responses: list[Any]) -> list[str]:
+    from monitoring.v1 import monitoring_pb2 as pb
+
+    return [pb.CommandStatus.Name(r.status) for r in responses]

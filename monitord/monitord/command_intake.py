@@ -73,6 +73,14 @@ class CommandIntake:
         consumer = self._factory(consumer_config(self._cfg))
 
         def on_assign(_consumer: Any, partitions: list[Any]) -> None:
+            # Pin where a partition without a committed offset starts (its current end) now,
+            # rather than when the first fetch happens: a command produced after this line is
+            # logged is never skipped by auto.offset.reset=latest.
+            positioned = consumer.committed(partitions, timeout=10)
+            for tp in positioned:
+                if tp.offset < 0:
+                    tp.offset = consumer.get_watermark_offsets(tp, timeout=10)[1]
+            consumer.assign(positioned)
             log.info(
                 "Commands consumer assigned %d partitions (%s, %s)",
                 len(partitions),

@@ -1,7 +1,8 @@
 """The analysis consumer loop: one line per metrics record, a per-agent summary now and then.
 
-It is synchronous on purpose: a single consumer thread, nothing else to multiplex. Threshold rules
-(commands sent back to agents) will live here too.
+It is synchronous on purpose: a single consumer thread, nothing else to multiplex. With threshold
+rules (``--rules``) each new metrics record is also handed to :class:`RuleActions`, which may send
+commands, and each command response to it, which reports the outcome of the rules' commands.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any, TextIO
 from google.protobuf import json_format
 
 from monitord import records
+from monitord.analysis.rule_actions import RuleActions, RuleEvent
 from monitord.analysis.summary import AgentFigures
 from monitord.config import KafkaSection
 from monitoring.v1 import monitoring_pb2 as pb
@@ -66,6 +68,7 @@ class Analyzer:
         opts: AnalyzerOptions,
         out: TextIO,
         consumer_factory: Callable[[dict[str, Any]], Any] | None = None,
+        rules: RuleActions | None = None,
     ) -> None:
         if consumer_factory is None:
             from confluent_kafka import Consumer
@@ -75,6 +78,7 @@ class Analyzer:
         self._opts = opts
         self._out = out
         self._consumer = consumer_factory(consumer_config(kafka, opts))
+        self._rules = rules
         self.agents: dict[str, AgentFigures] = {}
 
     def run(self, stop: threading.Event) -> None:
@@ -94,12 +98,16 @@ class Analyzer:
                 msg = self._consumer.poll(0.5)
                 if msg is not None:
                     self._handle(msg)
+                if self._rules is not None:
+                    self._rules.tick()
                 if time.monotonic() >= next_summary:
                     self.print_summary()
                     next_summary = time.monotonic() + self._opts.summary_interval
         finally:
             self.print_summary()
             self._consumer.close()
+            if self._rules is not None:
+                self._rules.close(timeout=10.0)
 
     def _handle(self, msg: Any) -> None:
         if msg.error():
@@ -117,6 +125,9 @@ class Analyzer:
             figures = self.agents.setdefault(record.agent_id, AgentFigures())
             if figures.observe(message.sequence, message.cpu.percent, message.memory.percent):
                 self._emit("metrics", message, describe_metrics(message))
+                if self._rules is not None:
+                    for event in self._rules.on_metrics(record.agent_id, message):
+                        self._emit_event(event)
         elif isinstance(message, pb.CommandResponseMessage):
             status = pb.CommandStatus.Name(message.status)
             self._emit(
@@ -125,6 +136,9 @@ class Analyzer:
                 f"[{record.agent_id}] command {message.command_id} ({message.command}) → {status}"
                 f" exit {message.exit_code} ({message.duration_seconds:.2f}s)",
             )
+            result = self._rules.on_response(message) if self._rules is not None else None
+            if result is not None:
+                self._emit_event(result)
 
     def _emit(self, kind: str, message: Any, text: str) -> None:
         if self._opts.json_output:
@@ -132,6 +146,12 @@ class Analyzer:
             print(json.dumps({"type": kind, "record": body}), file=self._out, flush=True)
         else:
             print(text, file=self._out, flush=True)
+
+    def _emit_event(self, event: RuleEvent) -> None:
+        if self._opts.json_output:
+            print(json.dumps({"type": event.kind, **event.fields}), file=self._out, flush=True)
+        else:
+            print(event.text, file=self._out, flush=True)
 
     def print_summary(self) -> None:
         if not self.agents:

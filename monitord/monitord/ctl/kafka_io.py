@@ -9,7 +9,7 @@ the high watermarks *before* producing, so it cannot miss a response that arrive
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -33,26 +33,31 @@ class MessageLike(Protocol):
     def error(self) -> Any: ...
     def key(self) -> bytes | None: ...
     def value(self) -> bytes | None: ...
-    def headers(self) -> list[tuple[str, bytes]] | None: ...
+    def headers(self) -> Any: ...
     def topic(self) -> str | None: ...
     def partition(self) -> int | None: ...
     def offset(self) -> int | None: ...
 
 
-class ConsumerLike(Protocol):
-    """The part of ``confluent_kafka.Consumer`` we use (no subscribe: partitions are assigned)."""
+class MetadataSource(Protocol):
+    """Any client that can describe topics (consumer and producer alike)."""
 
     def list_topics(self, topic: str, timeout: float) -> Any: ...
-    def get_watermark_offsets(self, partition: Any, timeout: float) -> tuple[int, int] | None: ...
-    def assign(self, partitions: list[Any]) -> None: ...
-    def consume(self, num_messages: int, timeout: float) -> list[MessageLike]: ...
+
+
+class ConsumerLike(MetadataSource, Protocol):
+    """The part of ``confluent_kafka.Consumer`` we use (no subscribe: partitions are assigned)."""
+
+    def get_watermark_offsets(self, partition: TopicPartition, timeout: float) -> tuple[int, int] | None: ...
+    def assign(self, partitions: list[TopicPartition]) -> None: ...
+    def consume(self, num_messages: int, timeout: float) -> Sequence[MessageLike]: ...
     def close(self) -> None: ...
 
 
-class ProducerLike(Protocol):
+class ProducerLike(MetadataSource, Protocol):
     """The part of ``confluent_kafka.Producer`` we use."""
 
-    def produce(self, topic: str, value: bytes, key: bytes, headers: Any, on_delivery: Any) -> None: ...
+    def produce(self, topic: str, *, value: bytes, key: bytes, headers: Any, on_delivery: Any) -> None: ...
     def poll(self, timeout: float) -> int: ...
     def flush(self, timeout: float) -> int: ...
 
@@ -70,43 +75,59 @@ class KafkaClients:
     producer_factory: ProducerFactory
     client_id: str = "monitorctl"
     timeout: float = 10.0
+    #: Where librdkafka's own log lines go (None: librdkafka prints them to stderr itself).
+    logger: logging.Logger | None = None
 
     @classmethod
-    def real(cls, kafka: KafkaSection, client_id: str = "monitorctl") -> KafkaClients:
+    def real(cls, kafka: KafkaSection, client_id: str, logger: logging.Logger | None = None) -> KafkaClients:
         """Clients backed by confluent-kafka."""
         import confluent_kafka
 
-        return cls(kafka, confluent_kafka.Consumer, confluent_kafka.Producer, client_id)
+        return cls(kafka, confluent_kafka.Consumer, confluent_kafka.Producer, client_id, logger=logger)
 
     def consumer(self) -> ConsumerLike:
         # group.id is required by the client but unused: we assign, never subscribe or commit.
-        return self.consumer_factory(
-            {
-                "bootstrap.servers": self.kafka.bootstrap_servers,
-                "group.id": self.client_id,
-                "client.id": self.client_id,
-                "enable.auto.commit": False,
-                "enable.auto.offset.store": False,
-            }
-        )
+        conf: dict[str, Any] = {
+            "bootstrap.servers": self.kafka.bootstrap_servers,
+            "group.id": self.client_id,
+            "client.id": self.client_id,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+        }
+        if self.logger is not None:
+            conf["logger"] = self.logger
+        return self.consumer_factory(conf)
 
     def producer(self) -> ProducerLike:
         """Idempotent, acks=all, with ``kafka.producer`` pass-through properties (as monitord's)."""
-        return self.producer_factory(producer_config(self.kafka, self.client_id))
+        conf = producer_config(self.kafka, self.client_id)
+        if self.logger is not None:
+            conf["logger"] = self.logger
+        return self.producer_factory(conf)
+
+
+def _text(error: object) -> str:
+    """The readable text of a KafkaError (its ``str()`` method), not the ``KafkaError{...}`` repr."""
+    method = getattr(error, "str", None)
+    return str(method()) if callable(method) else str(error)
+
+
+def _reason(exc: KafkaException) -> str:
+    return _text(exc.args[0] if exc.args else exc)
 
 
 # -- reading --------------------------------------------------------------------------------------
 
 
-def partitions_of(consumer: ConsumerLike, topic: str, timeout: float) -> list[int]:
+def partitions_of(client: MetadataSource, topic: str, timeout: float) -> list[int]:
     """The partition numbers of ``topic``; :class:`KafkaUnavailable` if Kafka or the topic is missing."""
     try:
-        meta = consumer.list_topics(topic, timeout=timeout)
+        meta = client.list_topics(topic, timeout=timeout)
     except KafkaException as exc:
-        raise KafkaUnavailable(f"cannot read metadata of topic {topic!r}: {exc.args[0]}") from None
+        raise KafkaUnavailable(f"cannot read metadata of topic {topic!r}: {_reason(exc)}") from None
     described = meta.topics.get(topic)
     if described is None or described.error is not None or not described.partitions:
-        why = described.error if described is not None and described.error is not None else "no such topic"
+        why = _text(described.error) if described is not None and described.error is not None else "no such topic"
         raise KafkaUnavailable(f"topic {topic!r}: {why}")
     return sorted(described.partitions)
 
@@ -118,7 +139,7 @@ def watermarks(consumer: ConsumerLike, topic: str, timeout: float) -> dict[int, 
         try:
             got = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)
         except KafkaException as exc:
-            raise KafkaUnavailable(f"cannot read offsets of {topic}[{partition}]: {exc.args[0]}") from None
+            raise KafkaUnavailable(f"cannot read offsets of {topic}[{partition}]: {_reason(exc)}") from None
         if got is None:
             raise KafkaUnavailable(f"no offsets for {topic}[{partition}] within {timeout:g}s")
         marks[partition] = (int(got[0]), int(got[1]))
@@ -202,7 +223,9 @@ class CommandProducer:
         self._encoding = encoding
         self._on_result = on_result
         self._outstanding = 0
-        self.failures: list[str] = []
+        #: Commands Kafka did not take, and the last reason.
+        self.failed = 0
+        self.last_error = ""
 
     def send(self, command: pb.CommandMessage) -> None:
         """Queue ``command``; raises :class:`KafkaUnavailable` if the local queue refuses it."""
@@ -210,16 +233,18 @@ class CommandProducer:
 
         def delivered(err: Any, _msg: Any) -> None:
             self._outstanding -= 1
-            error = None if err is None else str(err)
+            error = None if err is None else _text(err)
             if error is not None:
-                self.failures.append(f"command {command.command_id}: {error}")
+                self.failed += 1
+                self.last_error = f"command {command.command_id}: {error}"
             if self._on_result is not None:
                 self._on_result(command, error)
 
         try:
             self._producer.produce(self._topic, value=value, key=key, headers=headers, on_delivery=delivered)
         except (KafkaException, BufferError) as exc:
-            raise KafkaUnavailable(f"cannot queue command {command.command_id}: {exc}") from None
+            reason = _reason(exc) if isinstance(exc, KafkaException) else str(exc)
+            raise KafkaUnavailable(f"cannot queue command {command.command_id}: {reason}") from None
         self._outstanding += 1
 
     def poll(self) -> None:
@@ -231,5 +256,5 @@ class CommandProducer:
         remaining = self._producer.flush(timeout)
         if remaining or self._outstanding > 0:
             raise KafkaUnavailable(f"{max(remaining, self._outstanding)} command(s) not confirmed by Kafka")
-        if self.failures:
-            raise KafkaUnavailable("; ".join(self.failures))
+        if self.failed:
+            raise KafkaUnavailable(f"{self.failed} command(s) refused by Kafka, last: {self.last_error}")

@@ -1,0 +1,7 @@
+"""``python -m monitord.ctl`` = ``monitorctl``."""
+
+import sys
+
+from monitord.ctl.cli import main
+
+sys.exit(main())

@@ -1,0 +1,115 @@
+"""``monitorctl agents``: who is connected, according to the compacted agent-status topic.
+
+monitord publishes an AgentStatus (key = agent id) when an agent connects, disconnects or goes
+stale. Reading the topic from the beginning to its current end and keeping the last record per
+key gives the present state of the fleet; a tombstone (null value) means the agent was forgotten.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping
+
+from monitord import records
+from monitord.ctl.kafka_io import ConsumerLike, KafkaClients, read_to_end
+from monitord.ctl.output import Output
+from monitoring.v1 import monitoring_pb2 as pb
+from monitoring_common.exits import EX_OK
+
+log = logging.getLogger(__name__)
+
+COLUMNS = ("AGENT", "STATE", "SERVER", "HOST", "VERSION", "SINCE", "REASON")
+
+#: What ``agents`` lists without ``--all`` (which adds DISCONNECTED ones).
+CURRENT_STATES = frozenset({pb.CONNECTED, pb.STALE})
+
+
+def read_presence(
+    consumer: ConsumerLike, topic: str, timeout: float, clock: Callable[[], float]
+) -> dict[str, pb.AgentStatus]:
+    """The newest AgentStatus per agent id in ``topic`` (up to its end as of now)."""
+    latest: dict[str, pb.AgentStatus] = {}
+    for msg in read_to_end(consumer, topic, timeout, clock):
+        key, value = msg.key(), msg.value()
+        if value is None:
+            if key is not None:
+                latest.pop(key.decode("utf-8", "replace"), None)
+            continue
+        try:
+            record = records.decode(key, value, msg.headers(), default_type=pb.AgentStatus)
+        except records.RecordDecodeError as exc:
+            log.warning(
+                "Skipping undecodable presence record at %s[%s]@%s: %s", topic, msg.partition(), msg.offset(), exc
+            )
+            continue
+        if isinstance(record.message, pb.AgentStatus):
+            latest[record.agent_id] = record.message
+    return latest
+
+
+def select(statuses: Mapping[str, pb.AgentStatus], *, include_all: bool) -> list[pb.AgentStatus]:
+    """The statuses to list, by agent id; disconnected agents only with ``include_all``."""
+    return [status for _agent, status in sorted(statuses.items()) if include_all or status.state in CURRENT_STATES]
+
+
+def format_age(seconds: float) -> str:
+    """``42s``, ``5m``, ``3h07m``, ``12d`` -- coarse enough to read at a glance."""
+    s = max(0, int(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m"
+    if s < 86_400:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 86_400}d"
+
+
+def age_seconds(status: pb.AgentStatus, now: float) -> float | None:
+    """Seconds since the status was published, or None if it carries no time."""
+    if not status.HasField("at"):
+        return None
+    return now - status.at.ToNanoseconds() / 1e9
+
+
+def table(statuses: Iterable[pb.AgentStatus], now: float) -> list[str]:
+    """The aligned table (header first); the last column is not padded."""
+    rows = [list(COLUMNS)]
+    for status in statuses:
+        age = age_seconds(status, now)
+        rows.append(
+            [
+                status.agent_id,
+                pb.AgentPresence.Name(status.state) if status.state in pb.AgentPresence.values() else str(status.state),
+                status.server_id or "-",
+                status.hostname or "-",
+                status.agent_version or "-",
+                f"{format_age(age)} ago" if age is not None else "-",
+                status.reason,
+            ]
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS) - 1)]
+    return [
+        "  ".join([*(cell.ljust(width) for cell, width in zip(row, widths, strict=False)), row[-1]]).rstrip()
+        for row in rows
+    ]
+
+
+def run_agents(clients: KafkaClients, out: Output, *, include_all: bool, now: float, clock: Callable[[], float]) -> int:
+    """Print the fleet; ``now`` (epoch seconds) is the reference for ages."""
+    consumer = clients.consumer()
+    try:
+        statuses = read_presence(consumer, clients.kafka.topics.agent_status, clients.timeout, clock)
+    finally:
+        consumer.close()
+    shown = select(statuses, include_all=include_all)
+    if out.json_mode:
+        for status in shown:
+            age = age_seconds(status, now)
+            out.record("agent", status, age_seconds=round(age, 3) if age is not None else None)
+        return EX_OK
+    for line in table(shown, now):
+        out.line(line)
+    hidden = len(statuses) - len(shown)
+    if hidden:
+        out.note(f"({hidden} disconnected agent(s) not shown; --all lists them)")
+    return EX_OK
