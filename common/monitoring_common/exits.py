@@ -7,6 +7,8 @@ EX_USAGE = 64
 EX_UNAVAILABLE = 69
 #: Internal software error (a bug): the traceback is logged.
 EX_SOFTWARE = 70
+#: Cannot create or lock a required file/directory (the agent's state directory).
+EX_CANTCREAT = 73
 #: Temporary failure: e.g. the agent stopped with records still unacknowledged.
 EX_TEMPFAIL = 75
 #: Invalid configuration; systemd units do not restart on it (RestartPreventExitStatus=78).

@@ -16,7 +16,6 @@ import socket
 import time
 import uuid
 from collections import deque
-from pathlib import Path
 from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -30,6 +29,8 @@ from monitor_agentd.dedup import SeenCommands
 from monitor_agentd.errors import LinkFailed
 from monitor_agentd.outbox import ResponseOutbox
 from monitor_agentd.spool import Spool
+from monitor_agentd.spool_store import SpoolStore
+from monitor_agentd.state import StateDir
 from monitor_agentd.stream import Link
 from monitoring.v1 import monitoring_pb2 as pb
 from monitoring_common.exits import EX_OK, EX_TEMPFAIL
@@ -51,10 +52,16 @@ class Agent:
         self.instance_id = uuid.uuid4().hex
         self.started_at = time.time()
         self.collector = collector or make_collector(cfg.collection, self.agent_id)
-        self.spool = Spool(cfg.spool.max_records)
+        # The state directory is locked for the life of the process (one agent per directory).
+        self.state = StateDir(cfg.agent.state_dir)
+        self.state.acquire()
+        sp = cfg.spool
+        store = SpoolStore(self.state.spool_dir, segment_records=sp.segment_records, fsync=sp.fsync)
+        self.spool = Spool(sp.max_records, store, memory_records=sp.memory_records)
+        # The sequence survives restarts: it continues after the last one ever spooled.
+        self.sequence = self.spool.load()
         self.control: deque[pb.AgentMessage] = deque()
         self.finishing = asyncio.Event()
-        self.sequence = 0
         self.interval = cfg.collection.interval_seconds
         self._interval_changed = asyncio.Event()
         self.responses = ResponseOutbox(self.spool.changed)
@@ -63,7 +70,7 @@ class Agent:
             self.agent_id,
             self,
             self.responses,
-            SeenCommands(_state_file(cfg.agent.state_dir, "commands-seen")),
+            SeenCommands(self.state.seen_commands),
         )
         c = cfg.connection
         self.backoff = Backoff(
@@ -113,6 +120,8 @@ class Agent:
                 return EX_OK if by_signal else EX_TEMPFAIL
         finally:
             await self.commands.close()
+            self.spool.close()  # everything unacknowledged is already on disk; replayed next start
+            self.state.release()
             for task in (collector, connector, stopper):
                 task.cancel()
             await asyncio.gather(collector, connector, stopper, return_exceptions=True)
@@ -259,18 +268,6 @@ class Agent:
 def config_hash(cfg: AgentConfig) -> str:
     """A short stable digest of the effective configuration (reported by ``info``)."""
     return hashlib.sha256(repr(cfg).encode()).hexdigest()[:16]
-
-
-def _state_file(state_dir: str, name: str) -> Path | None:
-    """``state_dir/name``, creating the directory; None (memory only) if that is impossible."""
-    try:
-        Path(state_dir).mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        log.warning(
-            "State directory %s unusable (%s); command de-duplication is in memory only", state_dir, exc.strerror
-        )
-        return None
-    return Path(state_dir) / name
 
 
 def _now() -> Timestamp:

@@ -11,10 +11,11 @@ import sys
 from monitor_agentd import __version__
 from monitor_agentd.app import Agent
 from monitor_agentd.config import DEFAULT_PATH, AgentConfig
+from monitor_agentd.errors import StateDirError
 from monitoring_common import logsetup, runner
 from monitoring_common.cli_support import config_error_exit, load_or_exit
 from monitoring_common.config_loader import InvalidField
-from monitoring_common.exits import EX_OK
+from monitoring_common.exits import EX_CANTCREAT, EX_OK
 
 log = logging.getLogger("monitor_agentd")
 
@@ -23,7 +24,8 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="monitor-agentd",
         description="Monitoring agent: collects host metrics and streams them to monitord over one gRPC stream.",
-        epilog="Exit status: 0 ok, 75 stopped with metrics unacknowledged (--iterations), 78 invalid configuration.",
+        epilog="Exit status: 0 ok, 73 state directory unusable or in use, 75 stopped with metrics unacknowledged "
+        "(--iterations), 78 invalid configuration.",
     )
     p.add_argument("--config", metavar="PATH", help=f"configuration file (default {DEFAULT_PATH}, optional)")
     p.add_argument(
@@ -92,7 +94,12 @@ def main(argv: list[str] | None = None) -> int:
     logsetup.configure(cfg.logging.level)
 
     async def body(stop: asyncio.Event) -> int:
-        return await Agent(cfg).run(stop)
+        try:
+            agent = Agent(cfg)
+        except StateDirError as exc:
+            log.error("monitor-agentd cannot start: %s", exc)
+            return EX_CANTCREAT
+        return await agent.run(stop)
 
     return runner.run(body)
 

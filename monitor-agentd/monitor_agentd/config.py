@@ -105,6 +105,17 @@ class SpoolSection:
         min=1,
         max=10_000_000,
     )
+    memory_records: int = setting(
+        1000,
+        "The newest unacknowledged records also kept parsed in memory; older ones are read back from disk.",
+        min=1,
+        max=1_000_000,
+    )
+    fsync: bool = setting(
+        True,
+        "fsync every spooled record (survives power loss, not only a crash of the agent).",
+    )
+    segment_records: int = setting(1000, "Records per spool segment file.", min=10, max=1_000_000)
 
 
 #: Names of built-in commands; a configured definition may not shadow them.

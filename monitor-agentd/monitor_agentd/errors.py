@@ -13,3 +13,7 @@ class LinkFailed(AgentError):
     """The connection to a server failed or ended; the reconnect loop tries again after a backoff."""
 
     retriable = True
+
+
+class StateDirError(AgentError):
+    """The state directory cannot be used (permissions, or another agent holds it): exit 73."""

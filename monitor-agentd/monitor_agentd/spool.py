@@ -1,9 +1,12 @@
 """Records kept until the server acknowledged them, and the cursor of what to send next.
 
-Every collected record enters the spool and leaves it only on a positive ack (or when the bound is
-reached: then the oldest record is dropped, counted and logged, and the count travels upstream in
-heartbeats). After a reconnect (or a retriable negative ack) :meth:`Spool.rewind` puts every unacknowledged record back in
-front of the send cursor, so they are replayed in sequence order.
+Every collected record enters the spool -- written to the on-disk store (:mod:`spool_store`)
+before it is sent -- and leaves it only on a positive ack, or when the bound is reached: then the
+oldest record is dropped, counted and logged, and the count travels upstream in heartbeats. The
+newest ``memory_records`` records are also kept parsed in memory; older ones are read back from
+disk when replayed. After a reconnect (or a retriable negative ack) :meth:`Spool.rewind` puts
+every unacknowledged record back in front of the send cursor, so they are replayed in sequence
+order. Without a store (tests, benchmarks) the spool is memory only.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import asyncio
 import logging
 from collections import OrderedDict, deque
 
+from monitor_agentd.spool_store import Location, SpoolStore
 from monitoring.v1 import monitoring_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -20,23 +24,49 @@ log = logging.getLogger(__name__)
 class Spool:
     """Unacknowledged MetricsData by sequence number, bounded, with a send cursor."""
 
-    def __init__(self, max_records: int) -> None:
+    def __init__(self, max_records: int, store: SpoolStore | None = None, memory_records: int = 1000) -> None:
         self.max_records = max_records
-        self._records: OrderedDict[int, pb.MetricsData] = OrderedDict()
+        self.memory_records = memory_records
+        self._store = store
+        self._index: OrderedDict[int, Location | None] = OrderedDict()  # every unacked sequence, in order
+        self._cache: OrderedDict[int, pb.MetricsData] = OrderedDict()  # the newest ones, parsed
         self._to_send: deque[int] = deque()
         self._holding = False
+        self._highest = 0
         self.changed = asyncio.Event()
         self.dropped = 0
         self.acked = 0
         self.last_acked = 0
+        self.replayed_from_disk = 0
+
+    def load(self) -> int:
+        """Read the unacknowledged records left on disk; returns the last sequence ever used."""
+        if self._store is None:
+            return 0
+        for seq, payload, location in self._store.open():
+            self._index[seq] = location
+            self._remember(pb.MetricsData.FromString(payload))
+            self.replayed_from_disk += 1
+        self._highest = self._store.last_sequence
+        self.last_acked = self._store.acked
+        if self._index:
+            log.info(
+                "Spool: %d unacknowledged records on disk (#%d..#%d) will be sent first",
+                len(self._index),
+                next(iter(self._index)),
+                self._highest,
+            )
+        self._to_send = deque(self._index)
+        return self._highest
 
     def __len__(self) -> int:
-        return len(self._records)
+        return len(self._index)
 
     def add(self, record: pb.MetricsData) -> None:
-        """Keep ``record`` and queue it for sending (dropping the oldest one if full)."""
-        while len(self._records) >= self.max_records:
-            seq, _ = self._records.popitem(last=False)
+        """Keep ``record`` (on disk first) and queue it for sending, dropping the oldest if full."""
+        while len(self._index) >= self.max_records:
+            seq, _ = self._index.popitem(last=False)
+            self._cache.pop(seq, None)
             self.dropped += 1
             log.warning(
                 "Spool full (%d records): dropped unacknowledged metrics #%d (%d dropped so far)",
@@ -44,41 +74,32 @@ class Spool:
                 seq,
                 self.dropped,
             )
-        self._records[record.sequence] = record
+        location = self._store.append(record.sequence, record.SerializeToString()) if self._store else None
+        self._index[record.sequence] = location
+        self._highest = max(self._highest, record.sequence)
+        self._remember(record)
         self._to_send.append(record.sequence)
+        self._release()
         self.changed.set()
+
+    def _remember(self, record: pb.MetricsData) -> None:
+        self._cache[record.sequence] = record
+        while len(self._cache) > self.memory_records:
+            self._cache.popitem(last=False)
 
     def next_to_send(self) -> pb.MetricsData | None:
         """The next record for the current stream, or None if nothing is waiting."""
         while self._to_send and not self._holding:
-            record = self._records.get(self._to_send.popleft())
-            if record is not None:  # may have been acked or dropped meanwhile
+            seq = self._to_send.popleft()
+            if seq not in self._index:  # acked or dropped meanwhile
+                continue
+            record = self._cache.get(seq)
+            if record is not None:
                 return record
+            location = self._index[seq]
+            if location is not None and self._store is not None:
+                return pb.MetricsData.FromString(self._store.read(location))
         return None
-
-    def rewind(self) -> None:
-        """A new stream starts: everything unacknowledged is sent again, oldest first."""
-        self._holding = False
-        self._to_send = deque(self._records)
-        if self._to_send:
-            self.changed.set()
-
-    def ack(self, first: int, last: int) -> int:
-        """Forget records ``first..last`` (inclusive); returns how many were still held."""
-        removed = 0
-        if last - first < len(self._records):
-            for seq in range(first, last + 1):
-                if self._records.pop(seq, None) is not None:
-                    removed += 1
-        else:
-            for seq in [s for s in self._records if first <= s <= last]:
-                del self._records[seq]
-                removed += 1
-        self.acked += removed
-        self.last_acked = max(self.last_acked, last)
-        if not self._records:
-            self.changed.set()
-        return removed
 
     def hold(self) -> None:
         """Stop handing out records until :meth:`rewind` (after a retriable negative ack).
@@ -88,11 +109,49 @@ class Spool:
         """
         self._holding = True
 
+    def rewind(self) -> None:
+        """A new stream starts: everything unacknowledged is sent again, oldest first."""
+        self._holding = False
+        self._to_send = deque(self._index)
+        if self._to_send:
+            self.changed.set()
+
+    def ack(self, first: int, last: int) -> int:
+        """Forget records ``first..last`` (inclusive); returns how many were still held."""
+        removed = 0
+        if last - first < len(self._index):
+            seqs = [s for s in range(first, last + 1) if s in self._index]
+        else:
+            seqs = [s for s in self._index if first <= s <= last]
+        for seq in seqs:
+            del self._index[seq]
+            self._cache.pop(seq, None)
+            removed += 1
+        self.acked += removed
+        self.last_acked = max(self.last_acked, last)
+        self._release()
+        if not self._index:
+            self.changed.set()
+        return removed
+
     def discard(self, first: int, last: int) -> None:
         """The server refused ``first..last`` permanently: drop and count them."""
         for seq in range(first, last + 1):
-            if self._records.pop(seq, None) is not None:
+            if seq in self._index:
+                del self._index[seq]
+                self._cache.pop(seq, None)
                 self.dropped += 1
                 log.error("Server permanently refused metrics #%d; dropped", seq)
-        if not self._records:
+        self._release()
+        if not self._index:
             self.changed.set()
+
+    def _release(self) -> None:
+        # Everything below the oldest record still held is done with, on disk too.
+        if self._store is not None:
+            done = next(iter(self._index)) - 1 if self._index else self._highest
+            self._store.release_through(done)
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()

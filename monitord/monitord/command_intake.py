@@ -92,7 +92,12 @@ class CommandIntake:
         consumer.subscribe([topics.commands, topics.command_responses], on_assign=on_assign)
         try:
             while not self._stop.is_set():
-                messages = consumer.consume(500, timeout=0.1)
+                # poll() returns as soon as one record is there (consume() would wait out its
+                # timeout for a full batch); then take whatever else is already fetched.
+                first = consumer.poll(0.1)
+                if first is None:
+                    continue
+                messages = [first, *consumer.consume(500, timeout=0)]
                 batch: Batch = []
                 for msg in messages:
                     if msg.error():

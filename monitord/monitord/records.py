@@ -40,6 +40,8 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
 }
 
 Headers = list[tuple[str, bytes]]
+#: Headers as confluent-kafka hands them back (a list of pairs; values may be None or str).
+HeadersIn = Sequence[tuple[str, "str | bytes | None"]] | dict[str, "str | bytes | None"] | None
 
 
 class RecordDecodeError(ValueError):
@@ -72,11 +74,12 @@ def encode(
     return agent_id.encode(), value, headers
 
 
-def header(headers: Sequence[tuple[str, bytes | None]] | None, name: str) -> str | None:
+def header(headers: HeadersIn, name: str) -> str | None:
     """The first header called ``name``, decoded, or None."""
-    for key, value in headers or ():
+    pairs = headers.items() if isinstance(headers, dict) else headers or ()
+    for key, value in pairs:
         if key == name and value is not None:
-            return value.decode("utf-8", "replace")
+            return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
     return None
 
 
@@ -92,7 +95,7 @@ class DecodedRecord:
 def decode(
     key: bytes | None,
     value: bytes | None,
-    headers: Sequence[tuple[str, bytes | None]] | None,
+    headers: HeadersIn,
     *,
     default_type: type[Message] | None = None,
 ) -> DecodedRecord:

@@ -84,7 +84,7 @@ def test_fifty_agents_at_once(kafka: KafkaBroker, tmp_path: Path) -> None:
         result = subprocess.run(
             [
                 sys.executable,
-                str(REPO / "tests" / "fleet.py"),
+                str(REPO / "bench" / "fleet.py"),
                 "--server",
                 address,
                 "--prefix",

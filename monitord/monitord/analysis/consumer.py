@@ -21,6 +21,7 @@ from monitord import records
 from monitord.analysis.rule_actions import RuleActions, RuleEvent
 from monitord.analysis.summary import AgentFigures
 from monitord.config import KafkaSection
+from monitord.ctl import responses
 from monitoring.v1 import monitoring_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,14 @@ def describe_metrics(m: pb.MetricsData) -> str:
     net = m.network.total
     parts.append(f"Net rx {net.bytes_recv / 1e6:.1f} MB tx {net.bytes_sent / 1e6:.1f} MB")
     return f"[{m.agent_id} #{m.sequence}] " + " | ".join(parts)
+
+
+def describe_response(r: pb.CommandResponseMessage) -> str:
+    """``SUCCEEDED exit 0 (0.01s)``, ``DELIVERED``, ``REJECTED: unknown command``."""
+    status = responses.status_name(r.status)
+    if r.status in (pb.SUCCEEDED, pb.FAILED, pb.TIMED_OUT):
+        return f"{status} exit {r.exit_code} ({r.duration_seconds:.2f}s)"
+    return f"{status}: {r.message}" if r.message and r.status != pb.DELIVERED else status
 
 
 class Analyzer:
@@ -129,12 +138,10 @@ class Analyzer:
                     for event in self._rules.on_metrics(record.agent_id, message):
                         self._emit_event(event)
         elif isinstance(message, pb.CommandResponseMessage):
-            status = pb.CommandStatus.Name(message.status)
             self._emit(
                 "command_response",
                 message,
-                f"[{record.agent_id}] command {message.command_id} ({message.command}) → {status}"
-                f" exit {message.exit_code} ({message.duration_seconds:.2f}s)",
+                f"[{record.agent_id}] command {message.command_id} ({message.command}) → {describe_response(message)}",
             )
             result = self._rules.on_response(message) if self._rules is not None else None
             if result is not None:

@@ -65,10 +65,10 @@ def format_age(seconds: float) -> str:
 
 
 def age_seconds(status: pb.AgentStatus, now: float) -> float | None:
-    """Seconds since the status was published, or None if it carries no time."""
+    """Seconds since the status was published (never negative: hosts' clocks differ), or None if unknown."""
     if not status.HasField("at"):
         return None
-    return now - status.at.ToNanoseconds() / 1e9
+    return max(0.0, now - status.at.ToNanoseconds() / 1e9)
 
 
 def table(statuses: Iterable[pb.AgentStatus], now: float) -> list[str]:
@@ -94,13 +94,16 @@ def table(statuses: Iterable[pb.AgentStatus], now: float) -> list[str]:
     ]
 
 
-def run_agents(clients: KafkaClients, out: Output, *, include_all: bool, now: float, clock: Callable[[], float]) -> int:
-    """Print the fleet; ``now`` (epoch seconds) is the reference for ages."""
+def run_agents(
+    clients: KafkaClients, out: Output, *, include_all: bool, wall: Callable[[], float], clock: Callable[[], float]
+) -> int:
+    """Print the fleet; ``wall`` (epoch seconds) dates the ages, ``clock`` (monotonic) bounds the read."""
     consumer = clients.consumer()
     try:
         statuses = read_presence(consumer, clients.kafka.topics.agent_status, clients.timeout, clock)
     finally:
         consumer.close()
+    now = wall()  # after reading: a status published meanwhile must not look like it is from the future
     shown = select(statuses, include_all=include_all)
     if out.json_mode:
         for status in shown:

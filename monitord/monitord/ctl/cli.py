@@ -239,7 +239,7 @@ def run(
             )
             return run_send(request, clients, out, command_id=new_id(), now=wall(), clock=clock)
         if args.subcommand == "agents":
-            return run_agents(clients, out, include_all=args.all, now=wall(), clock=clock)
+            return run_agents(clients, out, include_all=args.all, wall=wall, clock=clock)
         return run_tail(clients, out, agent_id=args.agent, from_beginning=args.from_beginning, count=args.count)
     except KafkaUnavailable as exc:
         out.note(f"{PROG}: Kafka unavailable: {exc}")

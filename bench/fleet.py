@@ -1,0 +1,80 @@
+"""Run many real Agent instances in one process (one gRPC channel each) and report the outcome.
+
+Used by tests and benchmarks to simulate a fleet without paying one interpreter per agent. With
+``--iterations 0`` the fleet runs until SIGTERM/SIGINT; it prints ``fleet: N/N connected`` to
+stderr once every agent has a stream. At the end it prints one JSON object on stdout:
+{"agents": {id: {"exit": status, "acked": n, "sequence": n}}}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import logging
+import signal
+import sys
+
+from monitor_agentd.app import Agent
+from monitor_agentd.config import AgentConfig, AgentSection, CollectionSection
+from monitoring_common import logsetup
+
+
+def make_agents(server: str, ids: list[str], iterations: int, interval: float, state_root: str) -> list[Agent]:
+    base = AgentConfig()
+    return [
+        Agent(
+            dataclasses.replace(
+                base,
+                agent=AgentSection(id=agent_id, servers=(server,), state_dir=f"{state_root}/{agent_id}"),
+                collection=CollectionSection(mode="mock", interval_seconds=interval, iterations=iterations),
+            )
+        )
+        for agent_id in ids
+    ]
+
+
+async def report_connected(agents: list[Agent]) -> None:
+    while True:
+        connected = sum(a.link.connected.is_set() for a in agents)
+        if connected == len(agents):
+            print(f"fleet: {connected}/{len(agents)} connected", file=sys.stderr, flush=True)
+            return
+        await asyncio.sleep(0.2)
+
+
+async def run_fleet(agents: list[Agent]) -> dict[str, dict[str, int]]:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    reporter = asyncio.create_task(report_connected(agents))
+    results = await asyncio.gather(*(a.run(stop) for a in agents))
+    reporter.cancel()
+    return {
+        a.agent_id: {"exit": rc, "acked": a.spool.acked, "sequence": a.sequence}
+        for a, rc in zip(agents, results, strict=True)
+    }
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--server", required=True)
+    p.add_argument("--prefix", required=True)
+    p.add_argument("--count", type=int, default=50)
+    p.add_argument("--iterations", type=int, default=5)
+    p.add_argument("--interval", type=float, default=0.2)
+    p.add_argument("--state-root", default="/tmp/fleet-state")
+    args = p.parse_args()
+    logsetup.configure("warning")
+    logging.getLogger("monitor_agentd").setLevel(logging.WARNING)
+    ids = [f"{args.prefix}-{i:04d}" for i in range(args.count)]
+    agents = make_agents(args.server, ids, args.iterations, args.interval, args.state_root)
+    result = asyncio.run(run_fleet(agents))
+    json.dump({"agents": result}, sys.stdout)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,236 @@
+"""monitorctl's command line: parsing, usage/config exit statuses, status mapping, response rendering."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+
+from monitord.ctl import cli, responses
+from monitord.ctl.cli import parse_args
+from monitord.ctl.output import Output
+from monitoring.v1 import monitoring_pb2 as pb
+
+
+def usage_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    with pytest.raises(SystemExit) as info:
+        parse_args(argv)
+    assert info.value.code == 64
+    return capsys.readouterr().err
+
+
+# -- parsing ---------------------------------------------------------------------------------------
+
+
+def test_send_defaults() -> None:
+    args = parse_args(["send", "web-1", "uptime"])
+    assert (args.subcommand, args.agent, args.command, args.args) == ("send", "web-1", "uptime", [])
+    assert (args.timeout, args.ttl, args.wait, args.wait_timeout) == (0, 0, False, 60.0)
+    assert (args.encoding, args.requested_by, args.json, args.config, args.kafka_bootstrap) == (
+        "json",
+        None,
+        False,
+        None,
+        None,
+    )
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["echo", "--", "-n", "x"], ["-n", "x"]),
+        (["echo", "-n", "x"], ["-n", "x"]),
+        (["echo", "a", "--", "b"], ["a", "--", "b"]),
+        (["echo", "--wait"], ["--wait"]),  # after COMMAND everything belongs to the command
+        (["du", "--timeout", "5", "/var"], ["--timeout", "5", "/var"]),
+    ],
+)
+def test_send_args_after_command_pass_through(argv: list[str], expected: list[str]) -> None:
+    args = parse_args(["send", "--timeout", "7", "web-1", *argv])
+    assert args.args == expected
+    assert args.timeout == 7 and args.wait is False
+
+
+def test_send_options() -> None:
+    args = parse_args(
+        [
+            "send",
+            "--timeout",
+            "10",
+            "--ttl",
+            "120",
+            "--wait",
+            "--wait-timeout",
+            "2.5",
+            "--requested-by",
+            "alice",
+            "--encoding",
+            "protobuf",
+            "web-1",
+            "set-interval",
+            "5",
+        ]
+    )
+    assert (args.timeout, args.ttl, args.wait, args.wait_timeout) == (10, 120, True, 2.5)
+    assert (args.requested_by, args.encoding, args.command, args.args) == ("alice", "protobuf", "set-interval", ["5"])
+
+
+def test_common_options_before_or_after_the_subcommand() -> None:
+    before = parse_args(["--json", "--config", "a.yaml", "--kafka-bootstrap", "k:1", "agents"])
+    after = parse_args(["agents", "--json", "--config", "a.yaml", "--kafka-bootstrap", "k:1"])
+    for args in (before, after):
+        assert (args.json, args.config, args.kafka_bootstrap) == (True, "a.yaml", "k:1")
+    assert parse_args(["--log-level", "debug", "tail"]).log_level == "debug"
+    assert parse_args(["tail"]).log_level == "warning"
+
+
+def test_agents_and_tail_options() -> None:
+    assert parse_args(["agents"]).all is False and parse_args(["agents", "--all"]).all is True
+    tail = parse_args(["tail", "--agent", "web-1", "--from-beginning", "--count", "3"])
+    assert (tail.agent, tail.from_beginning, tail.count) == ("web-1", True, 3)
+    assert parse_args(["tail"]).count is None
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        ([], "required"),
+        (["frobnicate"], "invalid choice"),
+        (["send", "web-1"], "required"),
+        (["send", "--timeout", "-1", "web-1", "x"], "between 0 and"),
+        (["send", "--ttl", "soon", "web-1", "x"], "expected an integer"),
+        (["send", "--timeout", str(2**32), "web-1", "x"], "between 0 and"),
+        (["send", "--wait-timeout", "0", "web-1", "x"], "must be > 0"),
+        (["send", "--encoding", "xml", "web-1", "x"], "invalid choice"),
+        (["send", "", "ping"], "AGENT must not be empty"),
+        (["send", "web-1", " "], "COMMAND must not be empty"),
+        (["tail", "--count", "0"], "between 1 and"),
+        (["agents", "--bogus"], "unrecognized arguments"),
+    ],
+)
+def test_usage_errors_exit_64(argv: list[str], fragment: str, capsys: pytest.CaptureFixture[str]) -> None:
+    err = usage_error(argv, capsys)
+    assert fragment in err and "usage: monitorctl" in err
+
+
+def test_help_documents_exit_statuses(capsys: pytest.CaptureFixture[str]) -> None:
+    for argv in (["--help"], ["send", "--help"]):
+        with pytest.raises(SystemExit) as info:
+            parse_args(argv)
+        assert info.value.code == 0
+        out = capsys.readouterr().out
+        for code, word in [
+            (0, "SUCCEEDED"),
+            (1, "FAILED"),
+            (124, "TIMED_OUT"),
+            (126, "REJECTED"),
+            (75, "EXPIRED"),
+            (65, "INVALID"),
+            (69, "--wait-timeout"),
+            (64, "usage"),
+            (78, "configuration"),
+        ]:
+            assert any(line.strip().startswith(f"{code} ") and word in line for line in out.splitlines()), (code, out)
+    assert cli.__doc__ is not None and all(f"{code} " in cli.__doc__ for code in (0, 1, 124, 126, 75, 65, 69, 64, 78))
+
+
+# -- configuration --------------------------------------------------------------------------------
+
+
+def test_config_errors_exit_78(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "monitord.yaml"
+    bad.write_text("kafka:\n  topics:\n    commands: ''\n")
+    for argv, where in [
+        (["--config", str(bad), "agents"], f"{bad}:3: kafka.topics.commands: must not be empty"),
+        (["--config", str(tmp_path / "absent.yaml"), "agents"], "file not found"),
+        (["--kafka-bootstrap", "nowhere", "agents"], "command line: --kafka-bootstrap: expected HOST:PORT"),
+    ]:
+        with pytest.raises(SystemExit) as info:
+            cli.main(argv)
+        assert info.value.code == 78
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("monitorctl: configuration error: ") and where in err[0], err
+
+
+def test_kafka_settings_come_from_the_file_with_override(tmp_path: Path) -> None:
+    path = tmp_path / "monitord.yaml"
+    path.write_text("kafka:\n  bootstrap_servers: a:1\n  topics:\n    commands: cmds\n")
+    kafka = cli.kafka_settings(parse_args(["--config", str(path), "agents"]))
+    assert (kafka.bootstrap_servers, kafka.topics.commands) == ("a:1", "cmds")
+    kafka = cli.kafka_settings(parse_args(["--config", str(path), "--kafka-bootstrap", "b:2", "agents"]))
+    assert (kafka.bootstrap_servers, kafka.topics.commands) == ("b:2", "cmds")
+
+
+def test_default_requester(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("USER", "alice")
+    assert cli.default_requester() == "monitorctl:alice"
+
+
+# -- statuses and rendering ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "code"),
+    [
+        (pb.SUCCEEDED, 0),
+        (pb.FAILED, 1),
+        (pb.TIMED_OUT, 124),
+        (pb.REJECTED, 126),
+        (pb.EXPIRED, 75),
+        (pb.INVALID, 65),
+    ],
+)
+def test_final_statuses_map_to_exit_codes(status: pb.CommandStatus.ValueType, code: int) -> None:
+    assert responses.is_final(status)
+    assert responses.exit_status(status) == code
+
+
+def test_delivered_is_not_final() -> None:
+    assert not responses.is_final(pb.DELIVERED)
+    assert not responses.is_final(pb.COMMAND_STATUS_UNSPECIFIED)
+    assert set(pb.CommandStatus.values()) - responses.FINAL_STATUSES == {pb.DELIVERED, pb.COMMAND_STATUS_UNSPECIFIED}
+
+
+def rendered(response: pb.CommandResponseMessage) -> tuple[str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    output = Output(out, err)
+    for chunk in responses.render(response):
+        output.write(chunk.text, stderr=chunk.stream == "stderr")
+    return out.getvalue(), err.getvalue()
+
+
+def test_render_delivered() -> None:
+    assert rendered(pb.CommandResponseMessage(agent_id="web-1", status=pb.DELIVERED)) == ("DELIVERED to web-1\n", "")
+
+
+def test_render_ran_command_with_output_and_truncation() -> None:
+    response = pb.CommandResponseMessage(
+        agent_id="web-1",
+        status=pb.SUCCEEDED,
+        exit_code=0,
+        duration_seconds=0.0123,
+        stdout="line 1\nline 2",
+        stderr="warning\n",
+        stderr_truncated=True,
+    )
+    out, err = rendered(response)
+    assert out == "SUCCEEDED exit 0 in 0.01s\nline 1\nline 2\n"
+    assert err == "warning\n[stderr truncated by the agent]\n"
+    failed = pb.CommandResponseMessage(status=pb.FAILED, exit_code=3, duration_seconds=1.5, stdout_truncated=True)
+    assert rendered(failed) == ("FAILED exit 3 in 1.50s\n[stdout truncated by the agent]\n", "")
+    timed_out = pb.CommandResponseMessage(status=pb.TIMED_OUT, exit_code=-9, duration_seconds=30, message="killed")
+    assert rendered(timed_out)[0] == "TIMED_OUT exit -9 in 30.00s (killed)\n"
+
+
+def test_render_refusals() -> None:
+    rejected = pb.CommandResponseMessage(status=pb.REJECTED, message="unknown command 'x'", reported_by="agent")
+    assert responses.summary(rejected) == "REJECTED: unknown command 'x' (reported by agent)"
+    assert responses.summary(pb.CommandResponseMessage(status=pb.EXPIRED)) == "EXPIRED: no reason given"
+    assert responses.status_name(99) == "STATUS_99"  # type: ignore[arg-type]
+
+
+def test_first_line() -> None:
+    assert responses.first_line(pb.CommandResponseMessage(stdout="\n  pong \nmore")) == "pong"
+    assert responses.first_line(pb.CommandResponseMessage(stderr="oops\n")) == "oops"
+    assert responses.first_line(pb.CommandResponseMessage()) == ""
