@@ -100,6 +100,7 @@ class Agent:
             self.cfg.collection.interval_seconds,
             ", ".join(self.cfg.agent.servers),
         )
+        heartbeats = asyncio.create_task(self._heartbeat_loop(), name="heartbeat")
         collector = asyncio.create_task(self._collect_loop(), name="collect")
         connector = asyncio.create_task(self._connect_loop(), name="connect")
         stopper = asyncio.create_task(stop.wait(), name="stop")
@@ -122,9 +123,9 @@ class Agent:
             await self.commands.close()
             self.spool.close()  # everything unacknowledged is already on disk; replayed next start
             self.state.release()
-            for task in (collector, connector, stopper):
+            for task in (collector, connector, stopper, heartbeats):
                 task.cancel()
-            await asyncio.gather(collector, connector, stopper, return_exceptions=True)
+            await asyncio.gather(collector, connector, stopper, heartbeats, return_exceptions=True)
 
     def _finish(self) -> None:
         self.finishing.set()
@@ -156,14 +157,22 @@ class Agent:
             if time.monotonic() - last > self.interval:  # fell behind (suspend, overload): no burst
                 last = time.monotonic()
 
+    async def _heartbeat_loop(self) -> None:
+        """A heartbeat every interval while connected -- also while only waiting for acks, so the
+        server never takes a quiet but healthy agent for a stale one."""
+        await self.link.connected.wait()
+        while True:
+            if self.link.connected.is_set():
+                self.control.append(pb.AgentMessage(heartbeat=self._heartbeat(pb.AGENT_STATE_RUNNING)))
+                self.spool.changed.set()
+            await asyncio.sleep(self.interval)
+
     # -- built-in commands (monitor_agentd.commands.Builtins) -----------------------------------
 
     def collect_now(self) -> int:
         """Collect one record into the spool (also the ``collect`` command); returns its sequence."""
         record = self._collect()
         connected = self.link.connected.is_set()
-        if connected:
-            self.control.append(pb.AgentMessage(heartbeat=self._heartbeat(pb.AGENT_STATE_RUNNING)))
         self.spool.add(record)
         log.info(
             "[%d] %s metrics:\n  CPU: %.2f%%\n  Memory: %.2f%%",
@@ -250,11 +259,11 @@ class Agent:
                 await self.link.run(address)
                 return EX_OK
             except LinkFailed as exc:
-                reason = str(exc)
+                reason, immediate = str(exc), exc.immediate
             # Reset the backoff only after a stream that stayed up: no saw-tooth reconnect hammering.
-            if self.link.last_stream_seconds >= healthy_after:
+            if self.link.last_stream_seconds >= healthy_after or immediate:
                 self.backoff.reset()
-            delay = self.backoff.next_delay()
+            delay = 0.0 if immediate else self.backoff.next_delay()
             log.warning(
                 "✗ Connection to %s failed: %s; reconnecting in %.1fs (%d metrics spooled)",
                 address,

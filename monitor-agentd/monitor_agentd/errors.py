@@ -14,6 +14,11 @@ class LinkFailed(AgentError):
 
     retriable = True
 
+    def __init__(self, reason: str, *, immediate: bool = False) -> None:
+        super().__init__(reason)
+        #: The server asked us to go elsewhere: reconnect without waiting.
+        self.immediate = immediate
+
 
 class StateDirError(AgentError):
     """The state directory cannot be used (permissions, or another agent holds it): exit 73."""

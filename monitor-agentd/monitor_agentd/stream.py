@@ -66,6 +66,9 @@ class Link:
         self.connected_since: float | None = None
         #: Set while a stream is open.
         self.connected = asyncio.Event()
+        #: Wall-clock times of connection attempts (the reconnect-storm benchmark reads them).
+        self.attempts: deque[float] = deque(maxlen=1000)
+        self._redirect: str | None = None
         #: How long the last stream stayed up (the reconnect loop resets its backoff on this).
         self.last_stream_seconds = 0.0
         self.server_id = ""
@@ -73,6 +76,8 @@ class Link:
     async def run(self, address: str) -> None:
         """Connect to ``address`` and serve until a graceful close; raises :class:`LinkFailed`."""
         self.last_stream_seconds = 0.0
+        self._redirect = None
+        self.attempts.append(time.time())
         try:
             async with grpc.aio.insecure_channel(address, options=channel_options(self._cfg)) as channel:
                 stub = pb_grpc.MonitoringServiceStub(channel)
@@ -128,6 +133,11 @@ class Link:
             self._spool.changed.clear()
             while (message := self._next_message()) is not None:
                 await call.write(message)
+            if self._redirect is not None:
+                # The server is going away: half-close now; whatever is unacknowledged stays in
+                # the spool and is replayed on the next stream.
+                await call.done_writing()
+                return
             if self._finishing.is_set() and not self._control and not self._responses and not self._spool:
                 # The STOPPING heartbeat tells the server this is a goodbye, not a lost connection.
                 await call.write(pb.AgentMessage(heartbeat=self._heartbeat(pb.AGENT_STATE_STOPPING)))
@@ -142,6 +152,12 @@ class Link:
                 self._on_ack(message.acknowledgment)
             elif kind == "command":
                 self._on_command(message.command)
+            elif kind == "control" and message.control.action == pb.ServerControl.RECONNECT:
+                log.info("Server %s asks to reconnect elsewhere: %s", self.server_id, message.control.reason)
+                self._redirect = message.control.reason or "server asked to reconnect"
+                self._spool.changed.set()
+        if self._redirect is not None:
+            raise LinkFailed(f"server asked to reconnect ({self._redirect})", immediate=True)
         if not (self._finishing.is_set() and not self._spool and not self._responses):
             raise LinkFailed("server closed the stream")
 

@@ -35,6 +35,12 @@ KEEPALIVE_OPTIONS = [
 ]
 
 
+#: An agent silent for this many heartbeat intervals is stale: its stream is cancelled.
+STALE_AFTER_INTERVALS = 3
+#: ... but never sooner than this (sub-second test intervals would otherwise trip on a busy host).
+STALE_MIN_SECONDS = 5.0
+
+
 class StartupError(MonitordError):
     """monitord could not start (e.g. the listen address is in use)."""
 
@@ -53,7 +59,7 @@ class Monitord:
         self.presence = PresencePublisher(self.bridge, cfg.kafka, server_id)
         self.router = CommandRouter(cfg.commands, self.sessions, self._emit_response, server_id)
         self.intake = CommandIntake(cfg, self.router)
-        self._expiry: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self._server: grpc.aio.Server | None = None
         self._shutdown_done = False
         self.port = 0
@@ -99,9 +105,10 @@ class Monitord:
             self.cfg.kafka.topics.metrics,
             self.cfg.kafka.value_encoding,
         )
+        self._tasks.append(asyncio.get_running_loop().create_task(self._watch_stale(), name="stale-watch"))
         if self.cfg.commands.enabled:
             self.intake.start()
-            self._expiry = asyncio.get_running_loop().create_task(self.router.run_expiry(), name="command-expiry")
+            self._tasks.append(asyncio.get_running_loop().create_task(self.router.run_expiry(), name="command-expiry"))
             log.info(
                 "Commands: consuming %s (group %s.%s)",
                 self.cfg.kafka.topics.commands,
@@ -141,17 +148,49 @@ class Monitord:
             f"{self.stats.forwarded} forwarded, {self.stats.failed} failed, Kafka {kafka}"
         )
 
+    async def _redirect_agents(self, deadline: float) -> None:
+        """Tell every agent to reconnect elsewhere; wait (bounded) until their streams wound down.
+
+        Each agent half-closes at once, its in-flight records are still acknowledged, and it
+        reconnects to another server without waiting for a timeout.
+        """
+        control = pb.ServerMessage(
+            control=pb.ServerControl(action=pb.ServerControl.RECONNECT, reason="server shutting down")
+        )
+        for session in self.sessions:
+            session.redirected = True
+            try:
+                await asyncio.wait_for(session.send(control), timeout=max(0.1, deadline - time.monotonic()))
+            except Exception as exc:
+                log.debug("Could not redirect agent '%s': %s", session.agent_id, exc)
+        while len(self.sessions) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+
+    async def _watch_stale(self, period: float = 1.0) -> None:
+        """Cancel streams of agents silent for 3 heartbeat intervals (presence: STALE)."""
+        while True:
+            await asyncio.sleep(period)
+            now = time.monotonic()
+            for session in self.sessions:
+                silent = now - session.last_seen
+                if silent > max(STALE_AFTER_INTERVALS * session.heartbeat_interval, STALE_MIN_SECONDS):
+                    log.warning("Agent '%s' silent for %.0fs: marking stale", session.agent_id, silent)
+                    session.cancel(f"stale: silent for {silent:.0f}s")
+
     async def shutdown(self) -> None:
         """Stop accepting, give streams the grace period, then flush and close the producer (idempotent)."""
         if self._shutdown_done:
             return
         self._shutdown_done = True
         grace = self.cfg.server.shutdown_grace_seconds
+        deadline = time.monotonic() + grace
+        self.sessions.draining = True  # new registrations and streams get UNAVAILABLE
         if self._server is not None:
             log.info("Shutting down: %d agents connected, grace %.0fs", len(self.sessions), grace)
-            await self._server.stop(grace)
-        if self._expiry is not None:
-            self._expiry.cancel()
+            await self._redirect_agents(deadline)
+            await self._server.stop(max(0.0, deadline - time.monotonic()))
+        for task in self._tasks:
+            task.cancel()
         await self.intake.close()
         await self.bridge.drain(timeout=grace)
         left = await self.bridge.close(timeout=grace)

@@ -19,6 +19,7 @@ import confluent_kafka
 from monitord import records
 from monitord.commands import CommandRouter
 from monitord.config import MonitordConfig
+from monitord.kafka_bridge import librdkafka_logger
 from monitoring.v1 import monitoring_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,7 @@ def consumer_config(cfg: MonitordConfig) -> dict[str, Any]:
         "fetch.wait.max.ms": cfg.commands.fetch_wait_max_ms,
         "fetch.min.bytes": 1,
         "socket.nagle.disable": True,
+        "logger": librdkafka_logger("commands-consumer"),
     }
     return conf
 

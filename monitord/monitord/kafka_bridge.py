@@ -33,6 +33,24 @@ _PERMANENT = {
 }
 
 
+class _CapAtWarning(logging.Filter):
+    """librdkafka logs every failed connection attempt at error level; monitord reports the state
+    change itself (once), so the client's own lines are capped at warning."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno > logging.WARNING:
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+def librdkafka_logger(name: str) -> logging.Logger:
+    """The logger handed to a librdkafka client (``logger`` config property)."""
+    logger = logging.getLogger(f"monitord.librdkafka.{name}")
+    if not logger.filters:
+        logger.addFilter(_CapAtWarning())
+    return logger
+
+
 class ProducerLike(Protocol):
     """The part of ``confluent_kafka.Producer`` monitord uses (tests pass a fake)."""
 
@@ -97,7 +115,7 @@ class KafkaProducerBridge:
         self._loop = asyncio.get_running_loop()
         conf = producer_config(self._cfg, self._client_id)
         conf["error_cb"] = self._on_error
-        conf["logger"] = logging.getLogger("monitord.librdkafka")
+        conf["logger"] = librdkafka_logger("producer")
         self._producer = self._factory(conf)
         self._thread = threading.Thread(target=self._poll_loop, name="kafka-poll", daemon=True)
         self._thread.start()

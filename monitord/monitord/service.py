@@ -48,6 +48,8 @@ class MonitoringService(pb_grpc.MonitoringServiceServicer):
         self._server_id = cfg.server.effective_server_id
 
     async def RegisterAgent(self, request: pb.AgentRegistration, context: grpc.aio.ServicerContext) -> pb.Ack:  # noqa: N802
+        if self._sessions.draining:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "monitord is shutting down; use another server")
         if not AGENT_ID.match(request.agent_id):
             log.warning("Registration with invalid agent id %r from %s refused", request.agent_id, context.peer())
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "agent_id must match " + AGENT_ID.pattern)
@@ -58,6 +60,7 @@ class MonitoringService(pb_grpc.MonitoringServiceServicer):
                 agent_version=request.agent_version,
                 capabilities=frozenset(request.capabilities),
                 instance_id=request.instance_id,
+                interval_seconds=request.interval_seconds,
                 peer=context.peer(),
                 registered_at=time.time(),
             )
@@ -79,6 +82,8 @@ class MonitoringService(pb_grpc.MonitoringServiceServicer):
         agent_id = metadata.get("agent-id", "")
         if not AGENT_ID.match(agent_id):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "call metadata 'agent-id' missing or invalid")
+        if self._sessions.draining:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "monitord is shutting down; use another server")
         task = asyncio.current_task()
         assert task is not None
         reason = "stream error"
@@ -92,6 +97,8 @@ class MonitoringService(pb_grpc.MonitoringServiceServicer):
         self._sessions.open(session)
         log.info("Agent '%s' connected from %s (%d agents connected)", agent_id, session.peer, len(self._sessions))
         registration = self._sessions.registrations.get(agent_id)
+        if registration is not None and registration.interval_seconds > 0:
+            session.heartbeat_interval = registration.interval_seconds
         self._presence.publish(agent_id, pb.CONNECTED, peer=session.peer, registration=registration)
         ended_cleanly = False
         try:
@@ -101,7 +108,7 @@ class MonitoringService(pb_grpc.MonitoringServiceServicer):
             )
             await stream.run(request_iterator)
             # A dying peer can look like a half-close; only a STOPPING heartbeat makes it a goodbye.
-            ended_cleanly = session.said_goodbye
+            ended_cleanly = session.said_goodbye or session.redirected
             if not ended_cleanly:
                 reason = "stream closed without a goodbye (agent died or connection lost)"
         except asyncio.CancelledError:
@@ -114,15 +121,18 @@ class MonitoringService(pb_grpc.MonitoringServiceServicer):
                 log.error("Unexpected error on the stream of agent '%s'", agent_id, exc_info=inner)
         finally:
             self._sessions.close(session)
-            self._presence.publish(
-                agent_id,
-                pb.DISCONNECTED,
-                reason="goodbye" if ended_cleanly else reason,
-                peer=session.peer,
-                registration=registration,
-            )
             if ended_cleanly:
-                log.info("✓ Stream ended for agent '%s' (%d metrics received)", agent_id, session.metrics_received)
+                state, why = pb.DISCONNECTED, "server shutting down" if session.redirected else "goodbye"
+            else:
+                state, why = (pb.STALE if reason.startswith("stale") else pb.DISCONNECTED), reason
+            self._presence.publish(agent_id, state, reason=why, peer=session.peer, registration=registration)
+            if ended_cleanly:
+                log.info(
+                    "✓ Stream ended for agent '%s' (%d metrics received)%s",
+                    agent_id,
+                    session.metrics_received,
+                    "; redirected: server shutting down" if session.redirected else "",
+                )
             else:
                 log.warning(
                     "✗ Agent '%s' disconnected: %s (%d metrics received; %d agents connected)",

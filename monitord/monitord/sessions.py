@@ -27,6 +27,7 @@ class Registration:
     agent_version: str
     capabilities: frozenset[str]
     instance_id: str
+    interval_seconds: float
     peer: str
     registered_at: float
 
@@ -44,6 +45,10 @@ class Session:
     metrics_received: int = 0
     #: The agent announced a graceful close (heartbeat with state STOPPING).
     said_goodbye: bool = False
+    #: The server told the agent to reconnect elsewhere (shutdown).
+    redirected: bool = False
+    #: The agent's collection interval (heartbeats come this often); staleness is judged by it.
+    heartbeat_interval: float = 10.0
     write_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def send(self, message: pb.ServerMessage) -> None:
@@ -59,6 +64,8 @@ class SessionRegistry:
         self.registrations: dict[str, Registration] = {}
         self._active: dict[str, Session] = {}
         self.disconnects = 0
+        #: Set on shutdown: no new registrations or streams.
+        self.draining = False
 
     def register(self, registration: Registration) -> None:
         self.registrations[registration.agent_id] = registration

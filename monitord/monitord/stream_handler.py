@@ -136,6 +136,8 @@ class AgentStream:
             self._stats.heartbeats += 1
             if hb.state == pb.AGENT_STATE_STOPPING:
                 self._session.said_goodbye = True
+            if hb.interval_seconds > 0:
+                self._session.heartbeat_interval = hb.interval_seconds
             if hb.spool_dropped:
                 self._stats.note_agent_drops(agent_id, hb.spool_dropped)
             log.debug("Heartbeat from '%s' (last sequence %d, spool %d)", agent_id, hb.last_sequence, hb.spool_depth)

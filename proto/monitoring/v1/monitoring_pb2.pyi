@@ -621,25 +621,72 @@ class ServerMessage(_message.Message):
 
     COMMAND_FIELD_NUMBER: _builtins.int
     ACKNOWLEDGMENT_FIELD_NUMBER: _builtins.int
+    CONTROL_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def command(self) -> Global___CommandMessage: ...
     @_builtins.property
     def acknowledgment(self) -> Global___Ack: ...
+    @_builtins.property
+    def control(self) -> Global___ServerControl: ...
     def __init__(
         self,
         *,
         command: Global___CommandMessage | None = ...,
         acknowledgment: Global___Ack | None = ...,
+        control: Global___ServerControl | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["acknowledgment", b"acknowledgment", "command", b"command", "message", b"message"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["acknowledgment", b"acknowledgment", "command", b"command", "control", b"control", "message", b"message"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["acknowledgment", b"acknowledgment", "command", b"command", "message", b"message"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["acknowledgment", b"acknowledgment", "command", b"command", "control", b"control", "message", b"message"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_message: _TypeAlias = _typing.Literal["command", "acknowledgment"]  # noqa: Y015
+    _WhichOneofReturnType_message: _TypeAlias = _typing.Literal["command", "acknowledgment", "control"]  # noqa: Y015
     _WhichOneofArgType_message: _TypeAlias = _typing.Literal["message", b"message"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_message) -> _WhichOneofReturnType_message | None: ...
 
 Global___ServerMessage: _TypeAlias = ServerMessage  # noqa: Y015
+
+@_typing.final
+class ServerControl(_message.Message):
+    """Instructions about the connection itself."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    class _Action:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _ActionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[ServerControl._Action.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        ACTION_UNSPECIFIED: ServerControl._Action.ValueType  # 0
+        RECONNECT: ServerControl._Action.ValueType  # 1
+        """Finish this stream (half-close; unacknowledged records stay spooled) and connect again at
+        once, to the next server in the agent's list: this server is shutting down.
+        """
+
+    class Action(_Action, metaclass=_ActionEnumTypeWrapper): ...
+    ACTION_UNSPECIFIED: ServerControl.Action.ValueType  # 0
+    RECONNECT: ServerControl.Action.ValueType  # 1
+    """Finish this stream (half-close; unacknowledged records stay spooled) and connect again at
+    once, to the next server in the agent's list: this server is shutting down.
+    """
+
+    ACTION_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    action: Global___ServerControl.Action.ValueType
+    reason: _builtins.str
+    def __init__(
+        self,
+        *,
+        action: Global___ServerControl.Action.ValueType = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ServerControl: _TypeAlias = ServerControl  # noqa: Y015
 
 @_typing.final
 class Ack(_message.Message):
