@@ -21,7 +21,9 @@ from monitor_agentd.config import AgentConfig, AgentSection, CollectionSection
 from monitoring_common import logsetup
 
 
-def make_agents(server: str, ids: list[str], iterations: int, interval: float, state_root: str) -> list[Agent]:
+def make_agents(
+    server: str, ids: list[str], iterations: int, interval: float, state_root: str, ack_timeout: float = 60.0
+) -> list[Agent]:
     base = AgentConfig()
     return [
         Agent(
@@ -29,6 +31,7 @@ def make_agents(server: str, ids: list[str], iterations: int, interval: float, s
                 base,
                 agent=AgentSection(id=agent_id, servers=(server,), state_dir=f"{state_root}/{agent_id}"),
                 collection=CollectionSection(mode="mock", interval_seconds=interval, iterations=iterations),
+                connection=dataclasses.replace(base.connection, ack_timeout_seconds=ack_timeout),
             )
         )
         for agent_id in ids
@@ -53,7 +56,7 @@ async def run_fleet(agents: list[Agent]) -> dict[str, dict[str, int]]:
     results = await asyncio.gather(*(a.run(stop) for a in agents))
     reporter.cancel()
     return {
-        a.agent_id: {"exit": rc, "acked": a.spool.acked, "sequence": a.sequence}
+        a.agent_id: {"exit": rc, "acked": a.spool.acked, "sequence": a.sequence, "dropped": a.spool.dropped}
         for a, rc in zip(agents, results, strict=True)
     }
 
@@ -66,12 +69,17 @@ def main() -> int:
     p.add_argument("--iterations", type=int, default=5)
     p.add_argument("--interval", type=float, default=0.2)
     p.add_argument("--state-root", default="/tmp/fleet-state")
+    p.add_argument("--ack-timeout", type=float, default=60.0)
+    p.add_argument("--attempts-file", help="write every agent's connection attempt times (JSON) here")
     args = p.parse_args()
     logsetup.configure("warning")
     logging.getLogger("monitor_agentd").setLevel(logging.WARNING)
     ids = [f"{args.prefix}-{i:04d}" for i in range(args.count)]
-    agents = make_agents(args.server, ids, args.iterations, args.interval, args.state_root)
+    agents = make_agents(args.server, ids, args.iterations, args.interval, args.state_root, args.ack_timeout)
     result = asyncio.run(run_fleet(agents))
+    if args.attempts_file:
+        with open(args.attempts_file, "w") as f:
+            json.dump({a.agent_id: list(a.link.attempts) for a in agents}, f)
     json.dump({"agents": result}, sys.stdout)
     return 0
 

@@ -257,12 +257,14 @@ def start_agent(
     extra_args: list[str] | None = None,
     config: dict[str, Any] | None = None,
     reap: bool = True,
+    wrap: list[str] | None = None,
 ) -> Proc:
     """Start a mock-mode agent process."""
     cfg = config or {}
     cfg.setdefault("agent", {}).setdefault("state_dir", str(tmp / f"state-{agent_id}"))
     cfg_path = write_yaml(tmp / f"agent-{agent_id}.yaml", cfg)
     argv = [
+        *(wrap or []),
         str(BIN / "monitor-agentd"),
         "--config",
         str(cfg_path),

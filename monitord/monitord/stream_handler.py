@@ -138,7 +138,8 @@ class AgentStream:
                 self._session.said_goodbye = True
             if hb.interval_seconds > 0:
                 self._session.heartbeat_interval = hb.interval_seconds
-            if hb.spool_dropped:
+            if hb.spool_dropped > self._stats.agent_drops.get(agent_id, 0):
+                log.warning("Agent '%s' reports %d metrics dropped from its full spool", agent_id, hb.spool_dropped)
                 self._stats.note_agent_drops(agent_id, hb.spool_dropped)
             log.debug("Heartbeat from '%s' (last sequence %d, spool %d)", agent_id, hb.last_sequence, hb.spool_depth)
         else:

@@ -105,7 +105,7 @@ def test_fifty_agents_at_once(kafka: KafkaBroker, tmp_path: Path) -> None:
         assert result.returncode == 0, result.stderr
         agents = json.loads(result.stdout)["agents"]
         assert len(agents) == 50
-        assert all(a == {"exit": 0, "acked": 6, "sequence": 6} for a in agents.values()), agents
+        assert all(a == {"exit": 0, "acked": 6, "sequence": 6, "dropped": 0} for a in agents.values()), agents
         found = read_records(kafka.bootstrap, "monitoring-data", agents, expect=300)
         report = loss_report("50 agents", {a: 6 for a in agents}, found)
         assert report["lost"] == 0 and report["duplicated"] == 0

@@ -1,0 +1,229 @@
+"""Fault suite: real processes, real Kafka; every test prints `sent / in Kafka / lost / duplicated`."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness import (
+    REPO,
+    KafkaBroker,
+    Proc,
+    free_port,
+    loss_report,
+    read_records,
+    start_agent,
+    start_monitord,
+    unique,
+)
+
+pytestmark = [pytest.mark.kafka, pytest.mark.slow]
+
+
+def start_fleet(
+    tmp: Path, address: str, prefix: str, count: int, iterations: int, interval: float, **opts: Any
+) -> Proc:
+    argv = [
+        sys.executable,
+        str(REPO / "bench/fleet.py"),
+        "--server",
+        address,
+        "--prefix",
+        prefix,
+        "--count",
+        str(count),
+        "--iterations",
+        str(iterations),
+        "--interval",
+        str(interval),
+        "--state-root",
+        str(tmp / f"state-{prefix}"),
+    ]
+    for key, value in opts.items():
+        argv += [f"--{key.replace('_', '-')}", str(value)]
+    return Proc(f"fleet {prefix}", argv, tmp / f"fleet-{prefix}.log").start()
+
+
+def fleet_result(fleet: Proc, timeout: float) -> dict[str, Any]:
+    assert fleet.wait(timeout) == 0, fleet.text()[-3000:]
+    text = fleet.text()
+    return json.loads(text[text.index('{"agents"') :])["agents"]  # type: ignore[no-any-return]
+
+
+def test_monitord_kill9_mid_run_then_restart(kafka: KafkaBroker, tmp_path: Path) -> None:
+    port = free_port()
+    server, address = start_monitord(tmp_path, kafka.bootstrap, port=port, extra={"server": {"log_each_record": False}})
+    prefix = unique("k9srv")
+    fleet = start_fleet(tmp_path, address, prefix, count=10, iterations=40, interval=0.25)
+    fleet.wait_for(r"fleet: 10/10 connected", timeout=60)
+    time.sleep(3)
+    server.signal(signal.SIGKILL)
+    server.wait(10)
+    time.sleep(2)
+    start_monitord(tmp_path, kafka.bootstrap, name="monitord-restarted", port=port)
+    agents = fleet_result(fleet, 120)
+    assert all(a["exit"] == 0 and a["sequence"] == 40 for a in agents.values()), agents
+    found = read_records(kafka.bootstrap, "monitoring-data", agents, expect=400)
+    report = loss_report("monitord kill -9 + restart (10 agents)", {a: 40 for a in agents}, found)
+    assert report["lost"] == 0
+
+
+def test_kafka_stopped_for_60s_mid_run(private_kafka: KafkaBroker, tmp_path: Path) -> None:
+    private_kafka.start()
+    server, address = start_monitord(
+        tmp_path,
+        private_kafka.bootstrap,
+        extra={"server": {"log_each_record": False}, "kafka": {"delivery_timeout_ms": 5000}},
+    )
+    prefix = unique("kdown")
+    fleet = start_fleet(tmp_path, address, prefix, count=5, iterations=160, interval=0.5, ack_timeout=180)
+    fleet.wait_for(r"fleet: 5/5 connected", timeout=60)
+    time.sleep(5)
+    private_kafka.stop()
+    server.wait_for(r"Kafka unavailable", timeout=60)
+    time.sleep(60)
+    private_kafka.start()
+    server.wait_for(r"Kafka reachable again", timeout=120)
+    agents = fleet_result(fleet, 300)
+    assert all(a["exit"] == 0 and a["sequence"] == 160 for a in agents.values()), agents
+    found = read_records(private_kafka.bootstrap, "monitoring-data", agents, expect=800, timeout=60)
+    report = loss_report("Kafka broker stopped 60 s (5 agents)", {a: 160 for a in agents}, found)
+    assert report["lost"] == 0
+
+
+@pytest.fixture
+def netns() -> Iterator[tuple[str, str, str]]:
+    """A network namespace joined to the host by a veth pair: (namespace, host veth, host address)."""
+    tag = unique("mn")[-8:]
+    ns, host_if, peer_if = f"mon-{tag}", f"mh{tag}", f"ma{tag}"
+    subnet = 10 + int(tag, 16) % 200
+    host_ip, agent_ip = f"10.{subnet}.77.1", f"10.{subnet}.77.2"
+    steps = [
+        ["ip", "netns", "add", ns],
+        ["ip", "link", "add", host_if, "type", "veth", "peer", "name", peer_if],
+        ["ip", "link", "set", peer_if, "netns", ns],
+        ["ip", "addr", "add", f"{host_ip}/30", "dev", host_if],
+        ["ip", "link", "set", host_if, "up"],
+        ["ip", "-n", ns, "addr", "add", f"{agent_ip}/30", "dev", peer_if],
+        ["ip", "-n", ns, "link", "set", peer_if, "up"],
+        ["ip", "-n", ns, "link", "set", "lo", "up"],
+    ]
+    try:
+        for step in steps:
+            subprocess.run(step, check=True, capture_output=True, text=True)
+        yield ns, host_if, host_ip
+    finally:
+        subprocess.run(["ip", "link", "del", host_if], capture_output=True)
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
+def test_network_cut_for_30s(kafka: KafkaBroker, tmp_path: Path, netns: tuple[str, str, str]) -> None:
+    ns, host_if, host_ip = netns
+    port = free_port()
+    start_monitord(tmp_path, kafka.bootstrap, extra={"server": {"listen": f"0.0.0.0:{port}"}})
+    agent_id = unique("netcut")
+    config = {
+        "connection": {
+            "keepalive_seconds": 10,
+            "keepalive_timeout_seconds": 5,
+            "backoff_max_seconds": 5,
+            "ack_timeout_seconds": 120,
+            "connect_timeout_seconds": 3,
+        }
+    }
+    agent = start_agent(
+        tmp_path,
+        f"{host_ip}:{port}",
+        agent_id,
+        iterations=120,
+        interval=0.5,
+        config=config,
+        wrap=["ip", "netns", "exec", ns],
+    )
+    agent.wait_for(r"\[5\] Streamed metrics", timeout=60)
+    subprocess.run(["ip", "link", "set", host_if, "down"], check=True)
+    cut_at = time.monotonic()
+    agent.wait_for(r"✗ Connection to .* failed", timeout=30)  # noticed by keepalive, while still cut
+    noticed_after = time.monotonic() - cut_at
+    time.sleep(max(0.0, 30 - (time.monotonic() - cut_at)))
+    subprocess.run(["ip", "link", "set", host_if, "up"], check=True)
+    assert agent.wait(150) == 0, agent.text()[-3000:]
+    print(f"network cut: agent noticed after {noticed_after:.1f}s (keepalive 10 s + timeout 5 s)")
+    found = read_records(kafka.bootstrap, "monitoring-data", [agent_id], expect=120)
+    assert loss_report("network cut 30 s (agent in its own netns)", {agent_id: 120}, found)["lost"] == 0
+
+
+def test_agent_kill9_with_unacked_records_replays_them(kafka: KafkaBroker, tmp_path: Path) -> None:
+    port = free_port()
+    agent_id = unique("k9agent")
+    address = f"127.0.0.1:{port}"  # nobody listens yet: everything stays in the spool
+    first = start_agent(tmp_path, address, agent_id, iterations=0, interval=0.2)
+    first.wait_for(r"\[5\] Spooled \(not connected\) metrics", timeout=30)
+    first.signal(signal.SIGKILL)
+    first.wait(10)
+    start_monitord(tmp_path, kafka.bootstrap, port=port)
+    second = start_agent(tmp_path, address, agent_id, iterations=3, interval=0.2)
+    assert second.wait(60) == 0, second.text()
+    out = second.text()
+    assert "unacknowledged records on disk" in out
+    last = max(int(n) for n in re.findall(r"\[(\d+)\] Streamed metrics", out))
+    found = read_records(kafka.bootstrap, "monitoring-data", [agent_id], expect=last)
+    report = loss_report("agent kill -9 with unacked records", {agent_id: last}, found)
+    assert report["lost"] == 0 and last >= 8  # the sequence continued after the restart
+
+
+def test_spool_bound_drops_exactly_the_oldest(kafka: KafkaBroker, tmp_path: Path) -> None:
+    port = free_port()
+    agent_id = unique("bound")
+    agent = start_agent(
+        tmp_path,
+        f"127.0.0.1:{port}",
+        agent_id,
+        iterations=12,
+        interval=0.1,
+        config={"spool": {"max_records": 5}, "connection": {"backoff_max_seconds": 1}},
+    )
+    agent.wait_for(r"✓ Completed 12 iterations", timeout=30)
+    server, _ = start_monitord(tmp_path, kafka.bootstrap, port=port)
+    assert agent.wait(60) == 0, agent.text()
+    assert "dropped unacknowledged metrics #7 (7 dropped so far)" in agent.text()
+    server.wait_for(rf"Agent '{agent_id}' reports 7 metrics dropped from its full spool")
+    found = read_records(kafka.bootstrap, "monitoring-data", [agent_id], expect=5)
+    seqs = sorted(r.message.sequence for r in found)  # type: ignore[attr-defined]
+    print(f"spool bound 5, 12 collected: sent 12 / in Kafka {len(seqs)} / dropped 7 (reported) / duplicated 0")
+    assert seqs == [8, 9, 10, 11, 12]
+
+
+def test_reconnect_storm_500_agents(kafka: KafkaBroker, tmp_path: Path) -> None:
+    port = free_port()
+    server, address = start_monitord(tmp_path, kafka.bootstrap, port=port, extra={"server": {"log_each_record": False}})
+    prefix = unique("storm")
+    attempts_file = tmp_path / "attempts.json"
+    fleet = start_fleet(tmp_path, address, prefix, count=500, iterations=0, interval=10, attempts_file=attempts_file)
+    fleet.wait_for(r"fleet: 500/500 connected", timeout=180)
+    restart_at = time.time()
+    assert server.stop(60) == 0
+    new_server, _ = start_monitord(
+        tmp_path, kafka.bootstrap, name="monitord-new", port=port, extra={"server": {"log_each_record": False}}
+    )
+    new_server.wait_for(r"\(500 agents connected\)", timeout=30)
+    back_after = time.time() - restart_at
+    fleet.stop(60)
+    attempts = json.loads(attempts_file.read_text())
+    after = [t - restart_at for times in attempts.values() for t in times if t >= restart_at]
+    histogram = Counter(int(t * 2) / 2 for t in after)
+    print(f"reconnect storm: 500 agents back {back_after:.1f}s after the restart began; {len(after)} attempts")
+    for bucket in sorted(histogram):
+        print(f"  {bucket:5.1f}s  {histogram[bucket]:4d} {'#' * (histogram[bucket] // 5)}")
+    assert "Traceback" not in new_server.text() and " ERROR " not in new_server.text()
+    assert len({int(t * 2) for t in after}) > 3  # spread over time by the jitter, not one burst
