@@ -69,6 +69,7 @@ class Link:
         #: Wall-clock times of connection attempts (the reconnect-storm benchmark reads them).
         self.attempts: deque[float] = deque(maxlen=1000)
         self._redirect: str | None = None
+        self._outstanding = 0
         #: How long the last stream stayed up (the reconnect loop resets its backoff on this).
         self.last_stream_seconds = 0.0
         self.server_id = ""
@@ -77,6 +78,7 @@ class Link:
         """Connect to ``address`` and serve until a graceful close; raises :class:`LinkFailed`."""
         self.last_stream_seconds = 0.0
         self._redirect = None
+        self._outstanding = 0  # metrics written on the current stream and not yet (n)acked
         self.attempts.append(time.time())
         try:
             async with grpc.aio.insecure_channel(address, options=channel_options(self._cfg)) as channel:
@@ -133,6 +135,8 @@ class Link:
             self._spool.changed.clear()
             while (message := self._next_message()) is not None:
                 await call.write(message)
+                if message.HasField("metrics_data"):
+                    self._outstanding += 1
             if self._redirect is not None:
                 # The server is going away: half-close now; whatever is unacknowledged stays in
                 # the spool and is replayed on the next stream.
@@ -162,6 +166,8 @@ class Link:
             raise LinkFailed("server closed the stream")
 
     def _on_ack(self, ack: pb.Ack) -> None:
+        if ack.kind == pb.ACK_KIND_METRICS:
+            self._outstanding = max(0, self._outstanding - (ack.last_sequence - ack.first_sequence + 1))
         if ack.kind == pb.ACK_KIND_COMMAND_RESPONSE:
             if ack.success or not ack.retriable:
                 self._responses.ack(ack.command_id, ack.command_status)
@@ -194,5 +200,10 @@ class Link:
 
     def _resume(self) -> None:
         self._retry_handle = None
+        if self._outstanding > 0:
+            # Earlier sends are still being tried by the server: resending now would only put a
+            # second copy of each in Kafka. Replay once every outstanding record was answered.
+            self._schedule_resend()
+            return
         self._spool.rewind()
         self._responses.rewind()
