@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 
 from harness import (
+    BIN,
     KafkaBroker,
     Proc,
     command_responses,
@@ -235,3 +237,80 @@ def test_two_servers_deliver_exactly_once(kafka: KafkaBroker, tmp_path: Path, ho
     assert f"→ Pushed command {command_id}" in servers[holder][0].text()
     assert f"→ Pushed command {command_id}" not in other.text()
     agent.stop()
+
+
+@pytest.mark.parametrize(
+    ("argv", "status"),
+    [(["ping"], 0), (["fail"], 1), (["spawn-and-hang"], 124), (["no-such-command"], 126)],
+)
+def test_monitorctl_send_wait_mirrors_the_real_outcome(setup: Setup, argv: list[str], status: int) -> None:
+    """`monitorctl send --wait` against the real monitord and agent: its exit status is the command's fate."""
+    result = subprocess.run(
+        [
+            str(BIN / "monitorctl"),
+            "--kafka-bootstrap",
+            setup.kafka.bootstrap,
+            "send",
+            "--wait",
+            "--wait-timeout",
+            "30",
+            setup.agent_id,
+            *argv,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == status, result.stdout + result.stderr
+    if argv == ["ping"]:
+        assert "pong" in result.stdout
+
+
+def test_monitorctl_send_wait_expired_for_absent_agent(setup: Setup) -> None:
+    result = subprocess.run(
+        [
+            str(BIN / "monitorctl"),
+            "--kafka-bootstrap",
+            setup.kafka.bootstrap,
+            "send",
+            "--wait",
+            "--ttl",
+            "2",
+            "--wait-timeout",
+            "30",
+            unique("nobody"),
+            "ping",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 75, result.stdout + result.stderr
+
+
+def test_analysis_rule_fires_once_per_cooldown_against_a_real_agent(setup: Setup, tmp_path: Path) -> None:
+    """A rule that matches every sample sends one command per cooldown; the real answer is correlated."""
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        "rules:\n  - name: always\n    metric: cpu.percent\n    op: '>='\n    threshold: 0\n"
+        "    for_samples: 2\n    command: info\n    cooldown_seconds: 3600\n"
+    )
+    analyzer = Proc(
+        "analyzer",
+        [
+            str(BIN / "monitor-analyzer"),
+            "--kafka-bootstrap",
+            setup.kafka.bootstrap,
+            "--group",
+            unique("rules"),
+            "--agent",
+            setup.agent_id,
+            "--rules",
+            str(rules),
+        ],
+        tmp_path / "analyzer.log",
+    ).start()
+    analyzer.wait_for(rf"RULE always on {setup.agent_id}: command \S+ → SUCCEEDED", timeout=60)
+    time.sleep(5)  # several more matching samples arrive within the cooldown
+    assert analyzer.text().count("RULE always fired") == 1, analyzer.text()
+    analyzer.stop()
