@@ -1,7 +1,8 @@
 """Run a daemon's async main with signal handling in the uvicorn manner.
 
-Signal handlers only set an event; the daemon's lifecycle object sees it and shuts down within its
-grace period. A second SIGINT/SIGTERM while shutting down exits at once.
+Signal handlers only set events; the daemon's lifecycle object sees them and shuts down within its
+grace period (SIGTERM/SIGINT) or reloads its configuration (SIGHUP). A second SIGINT/SIGTERM while
+shutting down exits at once.
 """
 
 from __future__ import annotations
@@ -18,11 +19,13 @@ log = logging.getLogger(__name__)
 EX_FORCED = 130
 
 
-def run(body: Callable[[asyncio.Event], Awaitable[int]]) -> int:
-    """``asyncio.run`` ``body(stop)`` where ``stop`` is set by the first SIGTERM or SIGINT."""
+def run(body: Callable[[asyncio.Event, asyncio.Event], Awaitable[int]]) -> int:
+    """``asyncio.run`` ``body(stop, reload)``: ``stop`` is set by the first SIGTERM or SIGINT,
+    ``reload`` by each SIGHUP (the body clears it after reloading)."""
 
     async def main() -> int:
         stop = asyncio.Event()
+        reload = asyncio.Event()
         loop = asyncio.get_running_loop()
         received = 0
 
@@ -38,7 +41,8 @@ def run(body: Callable[[asyncio.Event], Awaitable[int]]) -> int:
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, on_signal, sig)
-        return await body(stop)
+        loop.add_signal_handler(signal.SIGHUP, reload.set)
+        return await body(stop, reload)
 
     try:
         return asyncio.run(main())

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import itertools
 import logging
@@ -16,6 +17,7 @@ import socket
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -33,10 +35,14 @@ from monitor_agentd.spool_store import SpoolStore
 from monitor_agentd.state import StateDir
 from monitor_agentd.stream import Link
 from monitoring.v1 import monitoring_pb2 as pb
+from monitoring_common import logsetup
+from monitoring_common.config_loader import ConfigError
 from monitoring_common.exits import EX_OK, EX_TEMPFAIL
+from monitoring_common.notify import Notifier, supervise
 
 log = logging.getLogger(__name__)
 
+Reloader = Callable[[], AgentConfig]
 CAPABILITIES = ("metrics.v1", "heartbeat.v1", "ack.range.v1", "commands.v1")
 #: On SIGTERM/SIGINT: how long to wait for outstanding acks before exiting anyway.
 STOP_GRACE_SECONDS = 5.0
@@ -63,6 +69,9 @@ class Agent:
         self.control: deque[pb.AgentMessage] = deque()
         self.finishing = asyncio.Event()
         self.interval = cfg.collection.interval_seconds
+        self.last_collect = time.monotonic()
+        self.connection_state = "starting"
+        self.notifier = Notifier()
         self._interval_changed = asyncio.Event()
         self.responses = ResponseOutbox(self.spool.changed)
         self.commands = CommandRunner(
@@ -90,7 +99,9 @@ class Agent:
 
     # -- lifecycle -------------------------------------------------------------------------------
 
-    async def run(self, stop: asyncio.Event) -> int:
+    async def run(
+        self, stop: asyncio.Event, reload: asyncio.Event | None = None, reloader: Reloader | None = None
+    ) -> int:
         """Run until the iterations are done and acknowledged, or ``stop`` is set."""
         log.info(
             "monitor-agentd %s starting: agent id '%s', %s mode, every %gs, servers %s",
@@ -100,10 +111,15 @@ class Agent:
             self.cfg.collection.interval_seconds,
             ", ".join(self.cfg.agent.servers),
         )
-        heartbeats = asyncio.create_task(self._heartbeat_loop(), name="heartbeat")
+        helpers = [
+            asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
+            asyncio.create_task(supervise(self.notifier, self.healthy, self.status_line), name="supervise"),
+            asyncio.create_task(self._reload_loop(reload or asyncio.Event(), reloader), name="reload"),
+        ]
         collector = asyncio.create_task(self._collect_loop(), name="collect")
         connector = asyncio.create_task(self._connect_loop(), name="connect")
         stopper = asyncio.create_task(stop.wait(), name="stop")
+        self.notifier.ready(self.status_line())
         try:
             await asyncio.wait({collector, connector, stopper}, return_when=asyncio.FIRST_COMPLETED)
             if connector.done():  # only on a bug: it returns after finishing
@@ -113,19 +129,95 @@ class Agent:
                 collector.result()  # re-raise a collector failure
             collector.cancel()
             self._finish()
+            self.notifier.stopping(self.status_line())
             grace = STOP_GRACE_SECONDS if by_signal else self.cfg.connection.ack_timeout_seconds
-            try:
-                return await asyncio.wait_for(asyncio.shield(connector), grace)
-            except TimeoutError:
-                log.error("✗ Stopping with %d metrics unacknowledged after waiting %.0fs", len(self.spool), grace)
-                return EX_OK if by_signal else EX_TEMPFAIL
+            await asyncio.wait({connector, stopper}, timeout=grace, return_when=asyncio.FIRST_COMPLETED)
+            if connector.done():
+                return connector.result()
+            if by_signal or stop.is_set():
+                log.info("Stopping with %d metrics unacknowledged; they stay spooled on disk", len(self.spool))
+                return EX_OK
+            log.error("✗ Stopping with %d metrics unacknowledged after waiting %.0fs", len(self.spool), grace)
+            return EX_TEMPFAIL
         finally:
             await self.commands.close()
+            tasks = [collector, connector, stopper, *helpers]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             self.spool.close()  # everything unacknowledged is already on disk; replayed next start
             self.state.release()
-            for task in (collector, connector, stopper, heartbeats):
-                task.cancel()
-            await asyncio.gather(collector, connector, stopper, heartbeats, return_exceptions=True)
+
+    def healthy(self) -> bool:
+        """Watchdog condition: collection keeps happening (a wedged loop stops the pings anyway)."""
+        if self.finishing.is_set():
+            return True
+        return time.monotonic() - self.last_collect < max(3 * self.interval, 30.0)
+
+    def status_line(self) -> str:
+        """STATUS= for `systemctl status`: connection, spool depth, last ack."""
+        if self.link.connected.is_set():
+            connection = f"streaming to {self.link.server_id or '?'}"
+        else:
+            connection = self.connection_state
+        dropped = f", {self.spool.dropped} dropped" if self.spool.dropped else ""
+        return f"{connection}; spool {len(self.spool)} unacked{dropped}; last ack #{self.spool.last_acked}"
+
+    async def _reload_loop(self, reload: asyncio.Event, reloader: Reloader | None) -> None:
+        while True:
+            await reload.wait()
+            reload.clear()
+            if reloader is None:
+                continue
+            self.notifier.reloading()
+            try:
+                new = reloader()
+            except ConfigError as exc:
+                log.error("Reload rejected, the running configuration stays in force: %s", exc)
+            else:
+                self.apply(new)
+            self.notifier.ready(self.status_line())
+
+    def apply(self, new: AgentConfig) -> None:
+        """Take ``new`` over live, except what only a restart can change (identity, state, mode)."""
+        old = self.cfg
+        fixed = {
+            "agent.id": (old.agent.id, new.agent.id),
+            "agent.state_dir": (old.agent.state_dir, new.agent.state_dir),
+            "collection.mode": (old.collection.mode, new.collection.mode),
+            "collection.iterations": (old.collection.iterations, new.collection.iterations),
+            "spool (except max_records)": (
+                dataclasses.replace(old.spool, max_records=0),
+                dataclasses.replace(new.spool, max_records=0),
+            ),
+        }
+        for key, (was, now) in fixed.items():
+            if was != now:
+                log.warning("Reload: %s changed; that takes effect only after a restart", key)
+        effective = dataclasses.replace(
+            new,
+            agent=dataclasses.replace(new.agent, id=old.agent.id, state_dir=old.agent.state_dir),
+            collection=dataclasses.replace(
+                new.collection, mode=old.collection.mode, iterations=old.collection.iterations
+            ),
+            spool=dataclasses.replace(old.spool, max_records=new.spool.max_records),
+        )
+        logsetup.set_level(effective.logging.level)
+        if effective.collection.interval_seconds != old.collection.interval_seconds:
+            self.set_interval(effective.collection.interval_seconds)
+        c = effective.connection
+        self.backoff.policy = BackoffPolicy(
+            c.backoff_initial_seconds, c.backoff_multiplier, c.backoff_max_seconds, c.backoff_jitter
+        )
+        self.link.reconfigure(c)
+        self.spool.max_records = effective.spool.max_records
+        self.commands.reconfigure(effective.commands)
+        self.cfg = effective
+        log.info(
+            "✓ Configuration reloaded (interval %gs, %d commands allowed)",
+            self.interval,
+            len(effective.commands.definitions),
+        )
 
     def _finish(self) -> None:
         self.finishing.set()
@@ -172,6 +264,7 @@ class Agent:
     def collect_now(self) -> int:
         """Collect one record into the spool (also the ``collect`` command); returns its sequence."""
         record = self._collect()
+        self.last_collect = time.monotonic()
         connected = self.link.connected.is_set()
         self.spool.add(record)
         log.info(
@@ -251,19 +344,20 @@ class Agent:
     # -- connection ------------------------------------------------------------------------------
 
     async def _connect_loop(self) -> int:
-        servers = itertools.cycle(self.cfg.agent.servers)
-        healthy_after = self.cfg.connection.healthy_after_seconds
-        while True:
-            address = next(servers)
+        for attempt in itertools.count():
+            servers = self.cfg.agent.servers  # re-read: a reload may change the list
+            address = servers[attempt % len(servers)]
+            self.connection_state = f"connecting to {address}"
             try:
                 await self.link.run(address)
                 return EX_OK
             except LinkFailed as exc:
                 reason, immediate = str(exc), exc.immediate
             # Reset the backoff only after a stream that stayed up: no saw-tooth reconnect hammering.
-            if self.link.last_stream_seconds >= healthy_after or immediate:
+            if self.link.last_stream_seconds >= self.cfg.connection.healthy_after_seconds or immediate:
                 self.backoff.reset()
             delay = 0.0 if immediate else self.backoff.next_delay()
+            self.connection_state = f"backing off {delay:.1f}s after: {reason}"
             log.warning(
                 "✗ Connection to %s failed: %s; reconnecting in %.1fs (%d metrics spooled)",
                 address,
@@ -272,6 +366,7 @@ class Agent:
                 len(self.spool),
             )
             await asyncio.sleep(delay)
+        raise AssertionError("unreachable")  # itertools.count() never ends
 
 
 def config_hash(cfg: AgentConfig) -> str:

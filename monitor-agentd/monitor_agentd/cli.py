@@ -13,8 +13,8 @@ from monitor_agentd.app import Agent
 from monitor_agentd.config import DEFAULT_PATH, AgentConfig
 from monitor_agentd.errors import StateDirError
 from monitoring_common import logsetup, runner
-from monitoring_common.cli_support import config_error_exit, load_or_exit
-from monitoring_common.config_loader import InvalidField
+from monitoring_common.cli_support import load_config_file, load_or_exit, override_error
+from monitoring_common.config_loader import ConfigError, InvalidField
 from monitoring_common.exits import EX_CANTCREAT, EX_OK
 
 log = logging.getLogger("monitor_agentd")
@@ -52,14 +52,17 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+FLAGS = {"servers": "--server", "id": "--agent-id", "state_dir": "--state-dir"}
+
+
 def _require_min(flag: str, value: float, minimum: float) -> None:
     if value < minimum:
-        config_error_exit("monitor-agentd", "command line", flag, f"must be >= {minimum}, got {value}")
+        raise ConfigError("command line", None, flag, f"must be >= {minimum}, got {value}")
 
 
-def build_config(args: argparse.Namespace) -> AgentConfig:
-    """The file's config with command-line overrides applied (validated like the file)."""
-    cfg = load_or_exit("monitor-agentd", args.config, DEFAULT_PATH, AgentConfig)
+def load_config(args: argparse.Namespace) -> AgentConfig:
+    """The file's config with command-line overrides applied; raises ConfigError (start and reload)."""
+    cfg = load_config_file(args.config, DEFAULT_PATH, AgentConfig)
     agent, collection, logging_ = cfg.agent, cfg.collection, cfg.logging
     try:
         if args.server:
@@ -69,9 +72,7 @@ def build_config(args: argparse.Namespace) -> AgentConfig:
         if args.state_dir is not None:
             agent = dataclasses.replace(agent, state_dir=args.state_dir)
     except InvalidField as exc:
-        config_error_exit(
-            "monitor-agentd", "command line", f"--{'server' if exc.field == 'servers' else exc.field}", exc.problem
-        )
+        raise override_error(exc, FLAGS) from None
     if args.interval is not None:
         _require_min("--interval", args.interval, 0.05)
         collection = dataclasses.replace(collection, interval_seconds=args.interval)
@@ -87,19 +88,19 @@ def build_config(args: argparse.Namespace) -> AgentConfig:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    cfg = build_config(args)
+    cfg = load_or_exit("monitor-agentd", lambda: load_config(args))
     if args.check_config:
         print(f"monitor-agentd: configuration OK ({args.config or DEFAULT_PATH})")
         return EX_OK
     logsetup.configure(cfg.logging.level)
 
-    async def body(stop: asyncio.Event) -> int:
+    async def body(stop: asyncio.Event, reload: asyncio.Event) -> int:
         try:
             agent = Agent(cfg)
         except StateDirError as exc:
             log.error("monitor-agentd cannot start: %s", exc)
             return EX_CANTCREAT
-        return await agent.run(stop)
+        return await agent.run(stop, reload, lambda: load_config(args))
 
     return runner.run(body)
 

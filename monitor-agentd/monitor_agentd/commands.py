@@ -89,6 +89,12 @@ class CommandRunner:
         if cfg.allow_shell:
             log.warning("commands.allow_shell is true: the 'shell' command runs arbitrary shell code from the server")
 
+    def reconfigure(self, cfg: CommandsSection) -> None:
+        """Reload: the new allow-list and limits apply to commands received from now on."""
+        if cfg.allow_shell and not self.cfg.allow_shell:
+            log.warning("commands.allow_shell is true: the 'shell' command runs arbitrary shell code from the server")
+        self.cfg = cfg
+
     @property
     def running(self) -> int:
         return len(self._tasks)

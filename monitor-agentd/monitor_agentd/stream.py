@@ -74,6 +74,10 @@ class Link:
         self.last_stream_seconds = 0.0
         self.server_id = ""
 
+    def reconfigure(self, cfg: ConnectionSection) -> None:
+        """Reload: retry delays apply at once, channel options from the next connection."""
+        self._cfg = cfg
+
     async def run(self, address: str) -> None:
         """Connect to ``address`` and serve until a graceful close; raises :class:`LinkFailed`."""
         self.last_stream_seconds = 0.0

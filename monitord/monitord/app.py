@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
+from collections.abc import Callable
 
 import grpc
 
@@ -20,6 +22,9 @@ from monitord.sessions import SessionRegistry
 from monitord.stats import ServerStats
 from monitoring.v1 import monitoring_pb2 as pb
 from monitoring.v1 import monitoring_pb2_grpc as pb_grpc
+from monitoring_common import logsetup
+from monitoring_common.config_loader import ConfigError
+from monitoring_common.notify import Notifier, supervise
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +40,8 @@ KEEPALIVE_OPTIONS = [
 ]
 
 
+Reloader = Callable[[], MonitordConfig]
+
 #: An agent silent for this many heartbeat intervals is stale: its stream is cancelled.
 STALE_AFTER_INTERVALS = 3
 #: ... but never sooner than this (sub-second test intervals would otherwise trip on a busy host).
@@ -48,8 +55,13 @@ class StartupError(MonitordError):
 class Monitord:
     """One server process: ``async with Monitord(cfg) as m: await m.serve(stop_event)``."""
 
-    def __init__(self, cfg: MonitordConfig, *, producer_factory: ProducerFactory | None = None) -> None:
+    def __init__(
+        self, cfg: MonitordConfig, *, producer_factory: ProducerFactory | None = None, notifier: Notifier | None = None
+    ) -> None:
         self.cfg = cfg
+        self.notifier = notifier or Notifier()
+        self._rate_sample = (time.monotonic(), 0)
+        self._rate = 0.0
         self.stats = ServerStats()
         self.sessions = SessionRegistry()
         self.bridge = KafkaProducerBridge(
@@ -72,7 +84,8 @@ class Monitord:
         await self.shutdown()
 
     async def start(self) -> None:
-        """Create the producer, bind and start the gRPC server."""
+        """Create the producer, bind and start the gRPC server; READY=1 once serving."""
+        self.notifier.extend_timeout(30)
         await self.bridge.start()
         server = grpc.aio.server(
             options=[
@@ -81,9 +94,8 @@ class Monitord:
                 *KEEPALIVE_OPTIONS,
             ]
         )
-        pb_grpc.add_MonitoringServiceServicer_to_server(
-            MonitoringService(self.cfg, self.bridge, self.sessions, self.stats, self.presence, self.router), server
-        )
+        self.service = MonitoringService(self.cfg, self.bridge, self.sessions, self.stats, self.presence, self.router)
+        pb_grpc.add_MonitoringServiceServicer_to_server(self.service, server)
         try:
             self.port = server.add_insecure_port(self.cfg.server.listen)
         except RuntimeError as exc:
@@ -116,6 +128,8 @@ class Monitord:
                 self.cfg.server.effective_server_id,
             )
 
+        self.notifier.ready(self.status_line())
+
     def _emit_response(self, response: pb.CommandResponseMessage) -> None:
         key, value, headers = records.encode(
             response,
@@ -127,26 +141,89 @@ class Monitord:
             self.cfg.kafka.topics.command_responses, key, value, headers, f"response to command {response.command_id}"
         )
 
-    async def serve(self, stop: asyncio.Event) -> None:
-        """Run until ``stop`` is set, logging a status line every minute."""
-        last = (time.monotonic(), self.stats.forwarded)
-        while True:
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=60)
-                return
-            except TimeoutError:
-                now, forwarded = time.monotonic(), self.stats.forwarded
-                rate = (forwarded - last[1]) / (now - last[0])
-                last = (now, forwarded)
-                log.info("%s", self.status_line(rate))
+    async def serve(
+        self, stop: asyncio.Event, reload: asyncio.Event | None = None, reloader: Reloader | None = None
+    ) -> None:
+        """Run until ``stop`` is set: STATUS=/watchdog, a status log line a minute, SIGHUP reloads."""
+        reload = reload or asyncio.Event()
+        supervisor = asyncio.create_task(supervise(self.notifier, self.healthy, self.status_line), name="supervise")
+        next_log = time.monotonic() + 60
+        try:
+            while not stop.is_set():
+                waiters = [asyncio.create_task(stop.wait()), asyncio.create_task(reload.wait())]
+                await asyncio.wait(
+                    waiters, timeout=max(0.0, next_log - time.monotonic()), return_when=asyncio.FIRST_COMPLETED
+                )
+                for waiter in waiters:
+                    waiter.cancel()
+                if reload.is_set() and not stop.is_set():
+                    reload.clear()
+                    if reloader is not None:
+                        self.reload(reloader)
+                if time.monotonic() >= next_log:
+                    log.info("%s", self.status_line())
+                    next_log = time.monotonic() + 60
+        finally:
+            supervisor.cancel()
 
-    def status_line(self, rate: float) -> str:
-        """One-line summary for operators (logs now; STATUS= later)."""
+    def healthy(self) -> bool:
+        """What the watchdog ping depends on (a wedged event loop stops it anyway)."""
+        return self.bridge.delivery_path_alive()
+
+    def status_line(self) -> str:
+        """One line for operators: the STATUS= of `systemctl status`, and the periodic log line."""
+        now, forwarded = time.monotonic(), self.stats.forwarded
+        then, before = self._rate_sample
+        rate = (forwarded - before) / (now - then) if now - then >= 1 else self._rate
+        if now - then >= 1:
+            self._rate_sample, self._rate = (now, forwarded), rate
         kafka = "up" if self.bridge.kafka_up else f"DOWN ({self.bridge.kafka_state})"
         return (
             f"{len(self.sessions)} agents connected, {rate:.1f} records/s, "
             f"{self.stats.forwarded} forwarded, {self.stats.failed} failed, Kafka {kafka}"
         )
+
+    def reload(self, reloader: Reloader) -> None:
+        """SIGHUP: validate the new file; apply what can change live; keep the old one if invalid."""
+        self.notifier.reloading()
+        try:
+            new = reloader()
+        except ConfigError as exc:
+            log.error("Reload rejected, the running configuration stays in force: %s", exc)
+        else:
+            self.apply(new)
+        self.notifier.ready(self.status_line())
+
+    def apply(self, new: MonitordConfig) -> None:
+        """Take ``new`` over, except what only a restart can change (listen address, Kafka)."""
+        old = self.cfg
+        fixed = {
+            "server.listen": (old.server.listen, new.server.listen),
+            "server.server_id": (old.server.server_id, new.server.server_id),
+            "kafka": (old.kafka, new.kafka),
+            "commands.enabled": (old.commands.enabled, new.commands.enabled),
+            "commands.consumer_group_prefix": (old.commands.consumer_group_prefix, new.commands.consumer_group_prefix),
+            "commands.fetch_wait_max_ms": (old.commands.fetch_wait_max_ms, new.commands.fetch_wait_max_ms),
+        }
+        for key, (was, now) in fixed.items():
+            if was != now:
+                log.warning("Reload: %s changed; that takes effect only after a restart", key)
+        effective = dataclasses.replace(
+            new,
+            server=dataclasses.replace(new.server, listen=old.server.listen, server_id=old.server.server_id),
+            kafka=old.kafka,
+            commands=dataclasses.replace(
+                new.commands,
+                enabled=old.commands.enabled,
+                consumer_group_prefix=old.commands.consumer_group_prefix,
+                fetch_wait_max_ms=old.commands.fetch_wait_max_ms,
+            ),
+        )
+        logsetup.set_level(effective.logging.level)
+        self.cfg = effective
+        self.service.reconfigure(effective)
+        self.router.reconfigure(effective.commands)
+        log.info("✓ Configuration reloaded (log level %s)", effective.logging.level)
 
     async def _redirect_agents(self, deadline: float) -> None:
         """Tell every agent to reconnect elsewhere; wait (bounded) until their streams wound down.
@@ -183,6 +260,8 @@ class Monitord:
             return
         self._shutdown_done = True
         grace = self.cfg.server.shutdown_grace_seconds
+        self.notifier.stopping(f"shutting down: {len(self.sessions)} agents connected")
+        self.notifier.extend_timeout(grace + 15)
         deadline = time.monotonic() + grace
         self.sessions.draining = True  # new registrations and streams get UNAVAILABLE
         if self._server is not None:

@@ -12,7 +12,7 @@ from monitord import __version__
 from monitord.app import Monitord, StartupError
 from monitord.config import DEFAULT_PATH, MonitordConfig
 from monitoring_common import logsetup, runner
-from monitoring_common.cli_support import config_error_exit, load_or_exit
+from monitoring_common.cli_support import load_config_file, load_or_exit, override_error
 from monitoring_common.config_loader import InvalidField
 from monitoring_common.exits import EX_OK, EX_UNAVAILABLE
 
@@ -35,9 +35,12 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def build_config(args: argparse.Namespace) -> MonitordConfig:
-    """The file's config with command-line overrides applied (each validated like the file)."""
-    cfg = load_or_exit("monitord", args.config, DEFAULT_PATH, MonitordConfig)
+FLAGS = {"listen": "--listen", "server_id": "--server-id", "bootstrap_servers": "--kafka-bootstrap"}
+
+
+def load_config(args: argparse.Namespace) -> MonitordConfig:
+    """The file's config with command-line overrides applied; raises ConfigError (start and reload)."""
+    cfg = load_config_file(args.config, DEFAULT_PATH, MonitordConfig)
     try:
         server, kafka, logging_ = cfg.server, cfg.kafka, cfg.logging
         if args.listen is not None:
@@ -49,23 +52,22 @@ def build_config(args: argparse.Namespace) -> MonitordConfig:
         if args.log_level is not None:
             logging_ = dataclasses.replace(logging_, level=args.log_level)
     except InvalidField as exc:
-        flag = {"listen": "--listen", "server_id": "--server-id", "bootstrap_servers": "--kafka-bootstrap"}
-        config_error_exit("monitord", "command line", flag.get(exc.field, exc.field), exc.problem)
-    return MonitordConfig(server=server, kafka=kafka, logging=logging_)
+        raise override_error(exc, FLAGS) from None
+    return dataclasses.replace(cfg, server=server, kafka=kafka, logging=logging_)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    cfg = build_config(args)
+    cfg = load_or_exit("monitord", lambda: load_config(args))
     if args.check_config:
         print(f"monitord: configuration OK ({args.config or DEFAULT_PATH})")
         return EX_OK
     logsetup.configure(cfg.logging.level)
 
-    async def body(stop: asyncio.Event) -> int:
+    async def body(stop: asyncio.Event, reload: asyncio.Event) -> int:
         try:
             async with Monitord(cfg) as server:
-                await server.serve(stop)
+                await server.serve(stop, reload, lambda: load_config(args))
         except StartupError as exc:
             log.error("monitord cannot start: %s", exc)
             return EX_UNAVAILABLE

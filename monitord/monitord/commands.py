@@ -124,6 +124,10 @@ class CommandRouter:
         self.pushed = 0
         self.by_status: dict[str, int] = {}
 
+    def reconfigure(self, cfg: CommandsSection) -> None:
+        """Reload: new TTLs and bounds apply to commands read from now on."""
+        self._cfg = cfg
+
     @property
     def held(self) -> int:
         return sum(len(q) for q in self._held.values())

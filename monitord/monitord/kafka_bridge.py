@@ -188,11 +188,11 @@ class KafkaProducerBridge:
         """Records queued in librdkafka, not yet delivered."""
         return len(self._producer) if self._producer is not None else 0
 
-    def healthy(self, now: float | None = None) -> bool:
-        """The delivery path works: the poll thread is alive and recent, and Kafka is reachable."""
+    def delivery_path_alive(self, now: float | None = None) -> bool:
+        """The poll thread is alive and polled recently (Kafka itself may still be down: restarting
+        monitord would not fix that, so it is not a reason to withhold the watchdog)."""
         now = time.monotonic() if now is None else now
-        alive = self._thread is not None and self._thread.is_alive() and now - self.last_poll < 10
-        return alive and self.kafka_up
+        return self._thread is not None and self._thread.is_alive() and now - self.last_poll < 10
 
     # -- poll thread -----------------------------------------------------------------------------
 

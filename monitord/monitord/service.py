@@ -47,6 +47,10 @@ class MonitoringService(pb_grpc.MonitoringServiceServicer):
         self._total_inflight = asyncio.Semaphore(cfg.server.max_inflight_total)
         self._server_id = cfg.server.effective_server_id
 
+    def reconfigure(self, cfg: MonitordConfig) -> None:
+        """Reload: streams opened from now on use ``cfg`` (open ones keep theirs)."""
+        self._cfg = cfg
+
     async def RegisterAgent(self, request: pb.AgentRegistration, context: grpc.aio.ServicerContext) -> pb.Ack:  # noqa: N802
         if self._sessions.draining:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "monitord is shutting down; use another server")

@@ -22,7 +22,7 @@ from monitord.ctl.command_message import DEFAULT_ENCODING
 from monitord.ctl.kafka_io import CommandProducer, KafkaClients
 from monitoring.v1 import monitoring_pb2 as pb
 from monitoring_common import logsetup
-from monitoring_common.cli_support import config_error_exit, load_or_exit
+from monitoring_common.cli_support import config_error_exit, load_config_file, load_or_exit
 from monitoring_common.config_loader import ConfigError, InvalidField
 from monitoring_common.exits import EX_CONFIG, EX_OK
 
@@ -88,13 +88,13 @@ def rule_actions(kafka: KafkaSection, rules: RulesConfig) -> RuleActions:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    cfg = load_or_exit(PROG, args.config, DEFAULT_PATH, MonitordConfig)
+    cfg = load_or_exit(PROG, lambda: load_config_file(args.config, DEFAULT_PATH, MonitordConfig))
     kafka = cfg.kafka
     if args.kafka_bootstrap:
         try:
             kafka = dataclasses.replace(kafka, bootstrap_servers=args.kafka_bootstrap)
         except InvalidField as exc:
-            config_error_exit(PROG, "command line", "--kafka-bootstrap", exc.problem)
+            config_error_exit(PROG, ConfigError("command line", None, "--kafka-bootstrap", exc.problem))
     rules = rules_or_exit(args.rules) if args.rules else None
     if args.check_config:
         count = f", {len(rules.rules)} rules in {args.rules}" if rules is not None else ""

@@ -42,8 +42,8 @@ from monitord.ctl.output import Output
 from monitord.ctl.send import SendRequest, run_send
 from monitord.ctl.tail import run_tail
 from monitoring_common import logsetup
-from monitoring_common.cli_support import config_error_exit, load_or_exit
-from monitoring_common.config_loader import InvalidField
+from monitoring_common.cli_support import config_error_exit, load_config_file, load_or_exit
+from monitoring_common.config_loader import ConfigError, InvalidField
 from monitoring_common.exits import EX_OK, EX_UNAVAILABLE, EX_USAGE
 
 PROG = "monitorctl"
@@ -197,12 +197,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def kafka_settings(args: argparse.Namespace) -> KafkaSection:
     """The kafka section of the configuration with ``--kafka-bootstrap`` applied; exits 78 if invalid."""
-    kafka = load_or_exit(PROG, args.config, DEFAULT_PATH, MonitordConfig).kafka
+    kafka = load_or_exit(PROG, lambda: load_config_file(args.config, DEFAULT_PATH, MonitordConfig)).kafka
     if args.kafka_bootstrap is not None:
         try:
             kafka = dataclasses.replace(kafka, bootstrap_servers=args.kafka_bootstrap)
         except InvalidField as exc:
-            config_error_exit(PROG, "command line", "--kafka-bootstrap", exc.problem)
+            config_error_exit(PROG, ConfigError("command line", None, "--kafka-bootstrap", exc.problem))
     return kafka
 
 
