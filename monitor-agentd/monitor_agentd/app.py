@@ -131,7 +131,9 @@ class Agent:
             self._finish()
             self.notifier.stopping(self.status_line())
             grace = STOP_GRACE_SECONDS if by_signal else self.cfg.connection.ack_timeout_seconds
-            await asyncio.wait({connector, stopper}, timeout=grace, return_when=asyncio.FIRST_COMPLETED)
+            # Wait for the graceful close (last acks, goodbye); a signal arriving now cuts it short.
+            waiting = {connector} if by_signal else {connector, stopper}
+            await asyncio.wait(waiting, timeout=grace, return_when=asyncio.FIRST_COMPLETED)
             if connector.done():
                 return connector.result()
             if by_signal or stop.is_set():

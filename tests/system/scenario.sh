@@ -1,0 +1,180 @@
+#!/bin/bash
+# The booted-host scenario, run as root ON the host under test (an nspawn container or a Vagrant
+# VM): one step per invocation, so the driver can check Kafka between steps.
+#
+#   scenario.sh STEP        steps: install start journal status reload watchdog badconfig
+#                                  upgrade security purge   (or: all)
+#
+# Environment: PKG_DIR (directory with the .deb files: version 1 as *_1.deb names are picked by
+# VERSION_OLD / VERSION_NEW), KAFKA_BOOTSTRAP (HOST:PORT reachable from this host), LISTEN_PORT
+# (monitord's port), AGENT_ID. Every check prints "ok: ..." or "FAIL: ..." and a failure exits 1.
+set -uo pipefail
+: "${PKG_DIR:?}" "${KAFKA_BOOTSTRAP:?}" "${LISTEN_PORT:?}" "${AGENT_ID:?}" "${VERSION_OLD:?}" "${VERSION_NEW:?}"
+export DEBIAN_FRONTEND=noninteractive SYSTEMD_PAGER= SYSTEMD_COLORS=0
+
+ok() { echo "ok: $*"; }
+fail() { echo "FAIL: $*"; exit 1; }
+prop() { systemctl show -p "$2" --value "$1"; }
+wait_for() {  # wait_for SECONDS DESCRIPTION COMMAND...
+    local limit="$1" what="$2"; shift 2
+    local end=$((SECONDS + limit))
+    until "$@" >/dev/null 2>&1; do
+        [ "$SECONDS" -ge "$end" ] && fail "$what (waited ${limit}s)"
+        sleep 0.5
+    done
+    ok "$what"
+}
+journal_has() { journalctl -u "$1" --no-pager -o cat "${@:3}" | grep -qE -- "$2"; }
+
+step_install() {
+    dpkg -i "$PKG_DIR"/monitord_"$VERSION_OLD"_amd64.deb "$PKG_DIR"/monitor-agentd_"$VERSION_OLD"_amd64.deb \
+        || fail "dpkg -i (offline) of both packages"
+    ok "installed offline with dpkg -i"
+    for unit in monitord monitor-agentd; do
+        [ "$(systemctl is-enabled "$unit" 2>/dev/null)" = disabled ] || fail "$unit enabled automatically"
+        [ "$(prop "$unit" ActiveState)" = inactive ] || fail "$unit started automatically"
+    done
+    ok "services neither enabled nor started by the installation"
+    [ "$(stat -c '%a %U:%G' /etc/monitord/monitord.yaml)" = "640 root:monitord" ] || fail "monitord.yaml mode/owner"
+    [ "$(stat -c '%a %U:%G' /etc/monitor-agentd/agent.yaml)" = "640 root:monitor-agentd" ] || fail "agent.yaml mode/owner"
+    ok "config files 0640 root:<service group>"
+    for f in $(dpkg -L monitord monitor-agentd | grep -E '^/usr/(bin|lib/systemd)/'); do
+        dpkg -S "$f" >/dev/null 2>&1 || fail "$f not owned by a package"
+    done
+    ok "installed files owned by the packages"
+    # The operator's edits (kept across the upgrade step).
+    sed -i "s/^  bootstrap_servers: .*/  bootstrap_servers: \"$KAFKA_BOOTSTRAP\"/; s/^  listen: .*/  listen: \"127.0.0.1:$LISTEN_PORT\"/" \
+        /etc/monitord/monitord.yaml
+    sed -i "s/^    - \"127.0.0.1:50051\"/    - \"127.0.0.1:$LISTEN_PORT\"/; s/^  id: \"\"/  id: \"$AGENT_ID\"/; s/^  interval_seconds: 10.0/  interval_seconds: 1.0/" \
+        /etc/monitor-agentd/agent.yaml
+    echo "# edited by the operator" >>/etc/monitor-agentd/agent.yaml
+    monitord --check-config --config /etc/monitord/monitord.yaml >/dev/null || fail "edited monitord.yaml invalid"
+    monitor-agentd --check-config --config /etc/monitor-agentd/agent.yaml >/dev/null || fail "edited agent.yaml invalid"
+    ok "configured for Kafka $KAFKA_BOOTSTRAP, port $LISTEN_PORT, agent $AGENT_ID"
+}
+
+step_start() {
+    systemctl enable --now monitord monitor-agentd || fail "systemctl enable --now"
+    # Type=notify: 'active' is reached only after READY=1.
+    for unit in monitord monitor-agentd; do
+        [ "$(prop "$unit" ActiveState)/$(prop "$unit" SubState)" = active/running ] || fail "$unit not active after start"
+    done
+    ok "both active (Type=notify: after READY=1)"
+    journal_has monitord "Mode: Bidirectional streaming \(no polling\)" || fail "monitord start log"
+    wait_for 30 "agent streaming to monitord" journal_has monitord "✓ Forwarded metrics #3 from agent '$AGENT_ID' to Kafka"
+}
+
+step_journal() {
+    journalctl -u monitord -p info..info --no-pager -o cat | grep -q "✓ Agent registered: $AGENT_ID" \
+        || fail "info-priority lines in the journal"
+    ok "journalctl -u monitord shows info lines at priority 6"
+    # A warning: a rejected reload (invalid file) is logged at error priority, the old config stays.
+    cp /etc/monitord/monitord.yaml /root/monitord.yaml.good
+    echo "bogus: 1" >>/etc/monitord/monitord.yaml
+    systemctl reload monitord
+    wait_for 15 "rejected reload logged as an error" journal_has monitord "Reload rejected" -p err
+    cp /root/monitord.yaml.good /etc/monitord/monitord.yaml
+    if journalctl -u monitord -p warning --no-pager -o cat | grep -q "Forwarded metrics"; then
+        fail "journalctl -p warning shows info lines"
+    fi
+    ok "journalctl -u monitord -p warning shows only warnings and worse"
+    [ "$(prop monitord ActiveState)" = active ] || fail "monitord died on a bad reload"
+    ok "monitord still active after the rejected reload"
+}
+
+step_status() {
+    wait_for 15 "systemctl status shows monitord's STATUS line" \
+        sh -c "systemctl status monitord --no-pager | grep -q 'Status: \"1 agents connected'"
+    wait_for 15 "systemctl status shows the agent's STATUS line" \
+        sh -c "systemctl status monitor-agentd --no-pager | grep -q 'Status: \"streaming to'"
+    systemctl status monitord monitor-agentd --no-pager | grep -E "Status:"
+}
+
+step_reload() {
+    local pid
+    pid="$(prop monitor-agentd MainPID)"
+    sed -i 's/^  interval_seconds: 1.0/  interval_seconds: 0.5/' /etc/monitor-agentd/agent.yaml
+    systemctl reload monitor-agentd || fail "systemctl reload monitor-agentd"
+    wait_for 15 "new interval in effect" journal_has monitor-agentd "Configuration reloaded \(interval 0.5s"
+    [ "$(prop monitor-agentd MainPID)" = "$pid" ] || fail "agent restarted instead of reloading"
+    sleep 3
+    if journalctl -u monitord --no-pager -o cat --since "-5s" | grep -q "Agent '$AGENT_ID' disconnected"; then
+        fail "the stream was dropped by the reload"
+    fi
+    ok "same process, stream kept"
+}
+
+step_watchdog() {
+    mkdir -p /run/systemd/system/monitor-agentd.service.d
+    printf '[Service]\nWatchdogSec=4\n' >/run/systemd/system/monitor-agentd.service.d/test-watchdog.conf
+    systemctl daemon-reload
+    systemctl restart monitor-agentd
+    local pid
+    pid="$(prop monitor-agentd MainPID)"
+    kill -STOP "$pid"
+    wait_for 40 "watchdog fired for the stopped agent" journal_has monitor-agentd "Failed with result 'watchdog'"
+    wait_for 30 "agent restarted and healthy" sh -c "[ \"\$(systemctl show -p SubState --value monitor-agentd)\" = running ] && [ \"\$(systemctl show -p MainPID --value monitor-agentd)\" != $pid ]"
+    rm -f /run/systemd/system/monitor-agentd.service.d/test-watchdog.conf
+    systemctl daemon-reload
+}
+
+step_badconfig() {
+    cp /etc/monitor-agentd/agent.yaml /root/agent.yaml.good
+    echo "bogus_key: 1" >>/etc/monitor-agentd/agent.yaml
+    systemctl restart monitor-agentd && fail "restart with a broken config succeeded"
+    sleep 6
+    [ "$(prop monitor-agentd ActiveState)" = failed ] || fail "agent not failed: $(prop monitor-agentd ActiveState)"
+    [ "$(prop monitor-agentd ExecMainStatus)" = 78 ] || fail "exit status $(prop monitor-agentd ExecMainStatus), not 78"
+    [ "$(prop monitor-agentd NRestarts)" = 0 ] || fail "restart loop: NRestarts=$(prop monitor-agentd NRestarts)"
+    ok "broken config: failed, exit status 78, no restart"
+    journal_has monitor-agentd "agent.yaml:[0-9]+: bogus_key: unknown key" || fail "config error not in the journal"
+    cp /root/agent.yaml.good /etc/monitor-agentd/agent.yaml
+    systemctl reset-failed monitor-agentd
+    systemctl start monitor-agentd || fail "start after fixing the config"
+    ok "fixed config starts again"
+}
+
+step_upgrade() {
+    dpkg -i "$PKG_DIR"/monitord_"$VERSION_NEW"_amd64.deb "$PKG_DIR"/monitor-agentd_"$VERSION_NEW"_amd64.deb \
+        || fail "upgrade with dpkg -i"
+    grep -q "# edited by the operator" /etc/monitor-agentd/agent.yaml || fail "edited agent.yaml replaced"
+    grep -q "127.0.0.1:$LISTEN_PORT" /etc/monitord/monitord.yaml || fail "edited monitord.yaml replaced"
+    ok "upgrade kept the edited configuration"
+    for unit in monitord monitor-agentd; do
+        [ "$(prop "$unit" ActiveState)" = active ] || fail "$unit not active after upgrade (try-restart)"
+    done
+    ok "services restarted (try-restart) and active after the upgrade"
+    wait_for 30 "agent streaming again after the upgrade" sh -c \
+        "journalctl -u monitord --no-pager -o cat --since '-20s' | grep -q \"Forwarded metrics #[0-9]* from agent '$AGENT_ID'\""
+}
+
+step_security() {
+    local unit limit score
+    for pair in monitord:1.5 monitor-agentd:2.5; do
+        unit="${pair%%:*}"; limit="${pair##*:}"
+        score="$(systemd-analyze security "$unit.service" --no-pager | sed -n 's/.*Overall exposure level for .*: \([0-9.]*\).*/\1/p')"
+        echo "exposure $unit: $score (limit $limit)"
+        awk -v s="$score" -v l="$limit" 'BEGIN { exit !(s != "" && s <= l) }' || fail "$unit exposure $score > $limit"
+    done
+    ok "systemd-analyze security within limits"
+    systemd-analyze verify /lib/systemd/system/monitord.service /lib/systemd/system/monitor-agentd.service \
+        || fail "systemd-analyze verify"
+    ok "systemd-analyze verify clean"
+}
+
+step_purge() {
+    [ -d /var/lib/monitor-agentd/spool ] || fail "no agent state before purge"
+    apt-get purge -y -q monitor-agentd monitord >/dev/null || fail "apt-get purge"
+    for path in /var/lib/monitor-agentd /var/lib/monitord /etc/monitord /etc/monitor-agentd /usr/bin/monitord; do
+        [ -e "$path" ] && fail "$path left after purge"
+    done
+    systemctl is-active --quiet monitord monitor-agentd && fail "services still running after purge"
+    ok "purge stopped the services and removed state and configuration"
+}
+
+case "${1:-}" in
+    install|start|journal|status|reload|watchdog|badconfig|upgrade|security|purge) "step_$1" ;;
+    all) for s in install start journal status reload watchdog badconfig upgrade security purge; do
+             echo "== $s"; "step_$s"; done ;;
+    *) echo "usage: scenario.sh STEP|all" >&2; exit 2 ;;
+esac
