@@ -44,6 +44,10 @@ Environment:
   KAFKA_VERSION          Kafka version to fetch (default 4.1.1).
   KAFKA_CACHE            Cache dir (default \${XDG_CACHE_HOME:-\$HOME/.cache}/monitord/kafka-\$KAFKA_VERSION).
   KAFKA_PORT             Broker port on 127.0.0.1 (default 9092).
+  KAFKA_LISTEN_HOST      Address the broker listens on (default 127.0.0.1; 0.0.0.0 to serve
+                         other machines, e.g. the Vagrant agent VMs).
+  KAFKA_ADVERTISED_HOST  Address clients are told to use (default: KAFKA_LISTEN_HOST, or
+                         127.0.0.1 when that is 0.0.0.0).
   KAFKA_CONTROLLER_PORT  KRaft controller port (default KAFKA_PORT+1).
   KAFKA_DATA_DIR         server.properties, KRaft log dirs, pid file, broker log
                          (default \$KAFKA_CACHE/data-\$KAFKA_PORT).  Use another
@@ -88,6 +92,10 @@ KAFKA_PORT=${KAFKA_PORT:-9092}
 valid_port() { is_uint "$1" && ((${#1} <= 5 && 10#$1 > 0 && 10#$1 < 65536)); }
 valid_port "$KAFKA_PORT" || die "KAFKA_PORT must be a port number (1-65535), got '$KAFKA_PORT'"
 KAFKA_PORT=$((10#$KAFKA_PORT))
+KAFKA_LISTEN_HOST=${KAFKA_LISTEN_HOST:-127.0.0.1}
+if [[ -z ${KAFKA_ADVERTISED_HOST:-} ]]; then
+    if [[ $KAFKA_LISTEN_HOST == 0.0.0.0 ]]; then KAFKA_ADVERTISED_HOST=127.0.0.1; else KAFKA_ADVERTISED_HOST=$KAFKA_LISTEN_HOST; fi
+fi
 KAFKA_CONTROLLER_PORT=${KAFKA_CONTROLLER_PORT:-$((KAFKA_PORT + 1))}
 valid_port "$KAFKA_CONTROLLER_PORT" ||
     die "KAFKA_CONTROLLER_PORT must be a port number (1-65535), got '$KAFKA_CONTROLLER_PORT'"
@@ -259,7 +267,7 @@ bootstrap_address() {
     if [[ -n $KAFKA_BOOTSTRAP ]]; then
         printf '%s\n' "$KAFKA_BOOTSTRAP"
     else
-        printf '127.0.0.1:%s\n' "$KAFKA_PORT"
+        printf '%s:%s\n' "$KAFKA_ADVERTISED_HOST" "$KAFKA_PORT"
     fi
 }
 
@@ -340,8 +348,8 @@ process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$KAFKA_CONTROLLER_PORT
 controller.listener.names=CONTROLLER
-listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
+listeners=PLAINTEXT://$KAFKA_LISTEN_HOST:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://$KAFKA_ADVERTISED_HOST:$KAFKA_PORT
 inter.broker.listener.name=PLAINTEXT
 listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
 

@@ -12,6 +12,20 @@ set -uo pipefail
 : "${PKG_DIR:?}" "${KAFKA_BOOTSTRAP:?}" "${LISTEN_PORT:?}" "${AGENT_ID:?}" "${VERSION_OLD:?}" "${VERSION_NEW:?}"
 export DEBIAN_FRONTEND=noninteractive SYSTEMD_PAGER= SYSTEMD_COLORS=0
 
+# Debian/Ubuntu hosts get the .deb files, RHEL/Rocky the .rpm files.
+FORMAT="${PKG_FORMAT:-$(command -v dpkg >/dev/null 2>&1 && echo deb || echo rpm)}"
+
+pkg_files() {  # pkg_files VERSION: both package files of that version
+    if [ "$FORMAT" = deb ]; then
+        echo "$PKG_DIR/monitord_$1_amd64.deb $PKG_DIR/monitor-agentd_$1_amd64.deb"
+    else
+        echo "$PKG_DIR/monitord-$1.x86_64.rpm $PKG_DIR/monitor-agentd-$1.x86_64.rpm"
+    fi
+}
+pkg_install() { if [ "$FORMAT" = deb ]; then dpkg -i $(pkg_files "$1"); else rpm -Uvh $(pkg_files "$1"); fi; }
+owned() { if [ "$FORMAT" = deb ]; then dpkg -S "$1"; else rpm -qf "$1"; fi; }
+pkg_list() { if [ "$FORMAT" = deb ]; then dpkg -L monitord monitor-agentd; else rpm -ql monitord monitor-agentd; fi; }
+
 ok() { echo "ok: $*"; }
 fail() { echo "FAIL: $*"; exit 1; }
 prop() { systemctl show -p "$2" --value "$1"; }
@@ -27,9 +41,8 @@ wait_for() {  # wait_for SECONDS DESCRIPTION COMMAND...
 journal_has() { journalctl -u "$1" --no-pager -o cat "${@:3}" | grep -qE -- "$2"; }
 
 step_install() {
-    dpkg -i "$PKG_DIR"/monitord_"$VERSION_OLD"_amd64.deb "$PKG_DIR"/monitor-agentd_"$VERSION_OLD"_amd64.deb \
-        || fail "dpkg -i (offline) of both packages"
-    ok "installed offline with dpkg -i"
+    pkg_install "$VERSION_OLD" || fail "offline installation of both packages ($FORMAT)"
+    ok "installed offline from local $FORMAT files"
     for unit in monitord monitor-agentd; do
         [ "$(systemctl is-enabled "$unit" 2>/dev/null)" = disabled ] || fail "$unit enabled automatically"
         [ "$(prop "$unit" ActiveState)" = inactive ] || fail "$unit started automatically"
@@ -38,8 +51,8 @@ step_install() {
     [ "$(stat -c '%a %U:%G' /etc/monitord/monitord.yaml)" = "640 root:monitord" ] || fail "monitord.yaml mode/owner"
     [ "$(stat -c '%a %U:%G' /etc/monitor-agentd/agent.yaml)" = "640 root:monitor-agentd" ] || fail "agent.yaml mode/owner"
     ok "config files 0640 root:<service group>"
-    for f in $(dpkg -L monitord monitor-agentd | grep -E '^/usr/(bin|lib/systemd)/'); do
-        dpkg -S "$f" >/dev/null 2>&1 || fail "$f not owned by a package"
+    for f in $(pkg_list | grep -E '^/usr/(bin|lib/systemd)/'); do
+        owned "$f" >/dev/null 2>&1 || fail "$f not owned by a package"
     done
     ok "installed files owned by the packages"
     # The operator's edits (kept across the upgrade step).
@@ -135,8 +148,7 @@ step_badconfig() {
 }
 
 step_upgrade() {
-    dpkg -i "$PKG_DIR"/monitord_"$VERSION_NEW"_amd64.deb "$PKG_DIR"/monitor-agentd_"$VERSION_NEW"_amd64.deb \
-        || fail "upgrade with dpkg -i"
+    pkg_install "$VERSION_NEW" || fail "upgrade to $VERSION_NEW"
     grep -q "# edited by the operator" /etc/monitor-agentd/agent.yaml || fail "edited agent.yaml replaced"
     grep -q "127.0.0.1:$LISTEN_PORT" /etc/monitord/monitord.yaml || fail "edited monitord.yaml replaced"
     ok "upgrade kept the edited configuration"
@@ -157,13 +169,22 @@ step_security() {
         awk -v s="$score" -v l="$limit" 'BEGIN { exit !(s != "" && s <= l) }' || fail "$unit exposure $score > $limit"
     done
     ok "systemd-analyze security within limits"
-    systemd-analyze verify /lib/systemd/system/monitord.service /lib/systemd/system/monitor-agentd.service \
+    systemd-analyze verify "$(systemctl show -p FragmentPath --value monitord)" \
+        "$(systemctl show -p FragmentPath --value monitor-agentd)" \
         || fail "systemd-analyze verify"
     ok "systemd-analyze verify clean"
 }
 
 step_purge() {
     [ -d /var/lib/monitor-agentd/spool ] || fail "no agent state before purge"
+    if [ "$FORMAT" = rpm ]; then
+        # RPM has no purge: erasing keeps /var/lib state and edited configs (as .rpmsave).
+        rpm -e monitor-agentd monitord || fail "rpm -e"
+        [ -e /usr/bin/monitord ] && fail "/usr/bin/monitord left after rpm -e"
+        systemctl is-active --quiet monitord monitor-agentd && fail "services still running after rpm -e"
+        ok "rpm -e stopped the services and removed the programs (state kept: rpm has no purge)"
+        return
+    fi
     apt-get purge -y -q monitor-agentd monitord >/dev/null || fail "apt-get purge"
     for path in /var/lib/monitor-agentd /var/lib/monitord /etc/monitord /etc/monitor-agentd /usr/bin/monitord; do
         [ -e "$path" ] && fail "$path left after purge"
