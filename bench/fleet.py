@@ -17,7 +17,7 @@ import signal
 import sys
 
 from monitor_agentd.app import Agent
-from monitor_agentd.config import AgentConfig, AgentSection, CollectionSection
+from monitor_agentd.config import AgentConfig, AgentSection, AgentTlsSection, CollectionSection
 from monitoring_common import logsetup
 
 
@@ -31,7 +31,9 @@ def make_agents(
                 base,
                 agent=AgentSection(id=agent_id, servers=(server,), state_dir=f"{state_root}/{agent_id}"),
                 collection=CollectionSection(mode="mock", interval_seconds=interval, iterations=iterations),
-                connection=dataclasses.replace(base.connection, ack_timeout_seconds=ack_timeout),
+                connection=dataclasses.replace(
+                    base.connection, ack_timeout_seconds=ack_timeout, tls=AgentTlsSection(mode="plaintext")
+                ),
             )
         )
         for agent_id in ids

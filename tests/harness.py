@@ -234,7 +234,13 @@ def start_monitord(
     """Start monitord on a free port; returns (process, "127.0.0.1:PORT") once it serves."""
     port = port or free_port()
     cfg: dict[str, Any] = {
-        "server": {"listen": f"127.0.0.1:{port}", "server_id": unique(name), "shutdown_grace_seconds": 5},
+        "server": {
+            "listen": f"127.0.0.1:{port}",
+            "server_id": unique(name),
+            "shutdown_grace_seconds": 5,
+            "tls": {"mode": "plaintext"},
+            "auth": {"require_identity": False},
+        },
         "kafka": {"bootstrap_servers": bootstrap, "delivery_timeout_ms": 10000, "linger_ms": 1},
     }
     for section, values in (extra or {}).items():
@@ -262,6 +268,7 @@ def start_agent(
     """Start a mock-mode agent process."""
     cfg = config or {}
     cfg.setdefault("agent", {}).setdefault("state_dir", str(tmp / f"state-{agent_id}"))
+    cfg.setdefault("connection", {}).setdefault("tls", {"mode": "plaintext"})
     cfg_path = write_yaml(tmp / f"agent-{agent_id}.yaml", cfg)
     argv = [
         *(wrap or []),

@@ -22,7 +22,7 @@ from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from monitor_agentd import __version__
+from monitor_agentd import __version__, credentials
 from monitor_agentd.backoff import Backoff, BackoffPolicy
 from monitor_agentd.collectors import Collector, make_collector
 from monitor_agentd.commands import CommandRunner
@@ -58,6 +58,10 @@ class Agent:
         self.instance_id = uuid.uuid4().hex
         self.started_at = time.time()
         self.collector = collector or make_collector(cfg.collection, self.agent_id)
+        # Unreadable certificates or tokens are a configuration problem: refuse to start (exit 78).
+        credentials.load(cfg.connection.tls)
+        if cfg.connection.tls.mode == "plaintext":
+            log.warning("TLS is off (connection.tls.mode: plaintext): metrics and commands travel unencrypted")
         # The state directory is locked for the life of the process (one agent per directory).
         self.state = StateDir(cfg.agent.state_dir)
         self.state.acquire()

@@ -11,11 +11,11 @@ import sys
 from monitor_agentd import __version__
 from monitor_agentd.app import Agent
 from monitor_agentd.config import DEFAULT_PATH, AgentConfig
-from monitor_agentd.errors import StateDirError
+from monitor_agentd.errors import CredentialsError, StateDirError
 from monitoring_common import logsetup, runner
 from monitoring_common.cli_support import load_config_file, load_or_exit, override_error
 from monitoring_common.config_loader import ConfigError, InvalidField
-from monitoring_common.exits import EX_CANTCREAT, EX_OK
+from monitoring_common.exits import EX_CANTCREAT, EX_CONFIG, EX_OK
 
 log = logging.getLogger("monitor_agentd")
 
@@ -47,6 +47,11 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--state-dir", metavar="DIR", help="overrides agent.state_dir")
     p.add_argument("--log-level", choices=logsetup.LEVELS, help="override logging.level")
+    p.add_argument(
+        "--insecure",
+        action="store_true",
+        help="plaintext connection, no certificate or token (local demos and tests only; warned)",
+    )
     p.add_argument("--check-config", action="store_true", help="validate the configuration and exit (0 or 78)")
     p.add_argument("--version", action="version", version=f"monitor-agentd {__version__}")
     return p
@@ -83,7 +88,10 @@ def load_config(args: argparse.Namespace) -> AgentConfig:
         collection = dataclasses.replace(collection, mode=args.mode)
     if args.log_level is not None:
         logging_ = dataclasses.replace(logging_, level=args.log_level)
-    return dataclasses.replace(cfg, agent=agent, collection=collection, logging=logging_)
+    connection = cfg.connection
+    if args.insecure:
+        connection = dataclasses.replace(connection, tls=dataclasses.replace(connection.tls, mode="plaintext"))
+    return dataclasses.replace(cfg, agent=agent, collection=collection, connection=connection, logging=logging_)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -100,6 +108,9 @@ def main(argv: list[str] | None = None) -> int:
         except StateDirError as exc:
             log.error("monitor-agentd cannot start: %s", exc)
             return EX_CANTCREAT
+        except CredentialsError as exc:
+            log.error("monitor-agentd cannot start: %s", exc)
+            return EX_CONFIG
         return await agent.run(stop, reload, lambda: load_config(args))
 
     return runner.run(body)

@@ -64,9 +64,30 @@ class CollectionSection:
 
 
 @dataclass(frozen=True)
+class AgentTlsSection:
+    """Transport security towards monitord (docs/security.md)."""
+
+    mode: Literal["mtls", "tls", "plaintext"] = setting(
+        "mtls",
+        "mtls: verify the server and present this agent's certificate (its identity); tls: verify the "
+        "server only (identify with token_file); plaintext: no encryption (explicit only; warned).",
+    )
+    ca_file: str = setting(
+        "/etc/monitor-agentd/tls/ca.crt", "PEM CA bundle that signs the server certificate; empty: system roots."
+    )
+    cert_file: str = setting("/etc/monitor-agentd/tls/agent.crt", "PEM client certificate (mtls).")
+    key_file: str = setting("/etc/monitor-agentd/tls/agent.key", "PEM private key of the client certificate (mtls).")
+    server_name: str = setting("", "Expected name in the server certificate; empty: the host part of the address.")
+    token_file: str = setting(
+        "", "File holding this agent's token, sent as 'authorization: Bearer <token>' (instead of a certificate)."
+    )
+
+
+@dataclass(frozen=True)
 class ConnectionSection:
     """Connecting, reconnecting and waiting for acks."""
 
+    tls: AgentTlsSection = setting(factory=AgentTlsSection, doc="Transport security and identity.")
     connect_timeout_seconds: float = setting(10.0, "Deadline for connecting and registering.", min=0.1, max=600)
     backoff_initial_seconds: float = setting(1.0, "First reconnect delay.", min=0.01, max=3600)
     backoff_multiplier: float = setting(2.0, "Each failed attempt multiplies the delay by this.", min=1.0, max=10)

@@ -22,3 +22,7 @@ class LinkFailed(AgentError):
 
 class StateDirError(AgentError):
     """The state directory cannot be used (permissions, or another agent holds it): exit 73."""
+
+
+class CredentialsError(AgentError):
+    """A certificate, key or token file named in agent.yaml cannot be used (exit 78 at start)."""

@@ -16,8 +16,9 @@ from collections.abc import Callable
 
 import grpc
 
+from monitor_agentd import credentials
 from monitor_agentd.config import ConnectionSection
-from monitor_agentd.errors import LinkFailed
+from monitor_agentd.errors import CredentialsError, LinkFailed
 from monitor_agentd.outbox import ResponseOutbox
 from monitor_agentd.spool import Spool
 from monitoring.v1 import monitoring_pb2 as pb
@@ -85,17 +86,29 @@ class Link:
         self._outstanding = 0  # metrics written on the current stream and not yet (n)acked
         self.attempts.append(time.time())
         try:
-            async with grpc.aio.insecure_channel(address, options=channel_options(self._cfg)) as channel:
+            creds = credentials.load(self._cfg.tls)
+        except CredentialsError as exc:
+            raise LinkFailed(str(exc)) from None
+        options = [*channel_options(self._cfg), *creds.options]
+        try:
+            if creds.channel is None:
+                channel = grpc.aio.insecure_channel(address, options=options)
+            else:
+                channel = grpc.aio.secure_channel(address, creds.channel, options=options)
+            async with channel:
                 stub = pb_grpc.MonitoringServiceStub(channel)
                 ack = await stub.RegisterAgent(
-                    self._registration(), timeout=self._cfg.connect_timeout_seconds, wait_for_ready=True
+                    self._registration(),
+                    timeout=self._cfg.connect_timeout_seconds,
+                    wait_for_ready=True,
+                    metadata=creds.metadata,
                 )
                 if not ack.success:
                     raise LinkFailed(f"registration refused: {ack.message}")
                 self.server_id = ack.server_id
                 log.info("✓ Agent registered: %s", ack.message)
                 log.info("Using bidirectional streaming (server %s at %s)", ack.server_id or "?", address)
-                call = stub.StreamCommunication(metadata=(("agent-id", self._agent_id),))
+                call = stub.StreamCommunication(metadata=(("agent-id", self._agent_id), *creds.metadata))
                 self._spool.rewind()
                 self._responses.rewind()
                 self.connected_since = time.monotonic()

@@ -11,6 +11,7 @@ from collections.abc import Callable
 import grpc
 
 from monitord import __version__, records
+from monitord.auth import AuthConfigError, Authenticator, load_tokens, server_credentials
 from monitord.command_intake import CommandIntake
 from monitord.commands import CommandRouter
 from monitord.config import MonitordConfig
@@ -94,10 +95,23 @@ class Monitord:
                 *KEEPALIVE_OPTIONS,
             ]
         )
-        self.service = MonitoringService(self.cfg, self.bridge, self.sessions, self.stats, self.presence, self.router)
+        try:
+            credentials = server_credentials(self.cfg.server)
+            self.auth = Authenticator(self.cfg.server, load_tokens(self.cfg.server.auth.tokens_file))
+        except AuthConfigError as exc:
+            raise StartupError(str(exc)) from None
+        self.service = MonitoringService(
+            self.cfg, self.bridge, self.sessions, self.stats, self.presence, self.router, self.auth
+        )
         pb_grpc.add_MonitoringServiceServicer_to_server(self.service, server)
         try:
-            self.port = server.add_insecure_port(self.cfg.server.listen)
+            if credentials is None:
+                log.warning("TLS is off (server.tls.mode: plaintext): agent traffic and identities are not protected")
+                self.port = server.add_insecure_port(self.cfg.server.listen)
+            else:
+                self.port = server.add_secure_port(self.cfg.server.listen, credentials)
+            if not self.cfg.server.auth.require_identity:
+                log.warning("server.auth.require_identity is false: any client may connect as any agent")
         except RuntimeError as exc:
             raise StartupError(f"cannot listen on {self.cfg.server.listen}: {exc}") from None
         if self.port == 0:

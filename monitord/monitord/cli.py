@@ -10,7 +10,7 @@ import sys
 
 from monitord import __version__
 from monitord.app import Monitord, StartupError
-from monitord.config import DEFAULT_PATH, MonitordConfig
+from monitord.config import DEFAULT_PATH, MonitordConfig, kafka_client_settings
 from monitoring_common import logsetup, runner
 from monitoring_common.cli_support import load_config_file, load_or_exit, override_error
 from monitoring_common.config_loader import InvalidField
@@ -30,6 +30,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--kafka-bootstrap", metavar="SERVERS", help="override kafka.bootstrap_servers")
     p.add_argument("--server-id", metavar="NAME", help="override server.server_id")
     p.add_argument("--log-level", choices=logsetup.LEVELS, help="override logging.level")
+    p.add_argument(
+        "--insecure",
+        action="store_true",
+        help="plaintext and anonymous agents allowed (local demos and tests only; warned at start)",
+    )
     p.add_argument("--check-config", action="store_true", help="validate the configuration and exit (0 or 78)")
     p.add_argument("--version", action="version", version=f"monitord {__version__}")
     return p
@@ -51,6 +56,12 @@ def load_config(args: argparse.Namespace) -> MonitordConfig:
             kafka = dataclasses.replace(kafka, bootstrap_servers=args.kafka_bootstrap)
         if args.log_level is not None:
             logging_ = dataclasses.replace(logging_, level=args.log_level)
+        if args.insecure:
+            server = dataclasses.replace(
+                server,
+                tls=dataclasses.replace(server.tls, mode="plaintext"),
+                auth=dataclasses.replace(server.auth, require_identity=False),
+            )
     except InvalidField as exc:
         raise override_error(exc, FLAGS) from None
     return dataclasses.replace(cfg, server=server, kafka=kafka, logging=logging_)
@@ -59,6 +70,7 @@ def load_config(args: argparse.Namespace) -> MonitordConfig:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     cfg = load_or_exit("monitord", lambda: load_config(args))
+    load_or_exit("monitord", lambda: kafka_client_settings(cfg.kafka))  # the secrets file must be readable
     if args.check_config:
         print(f"monitord: configuration OK ({args.config or DEFAULT_PATH})")
         return EX_OK

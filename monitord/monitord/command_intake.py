@@ -18,7 +18,7 @@ import confluent_kafka
 
 from monitord import records
 from monitord.commands import CommandRouter
-from monitord.config import MonitordConfig
+from monitord.config import MonitordConfig, kafka_client_settings
 from monitord.kafka_bridge import librdkafka_logger
 from monitoring.v1 import monitoring_pb2 as pb
 
@@ -31,6 +31,7 @@ Batch = list[tuple[str, bytes | None, bytes | None, records.Headers | None]]
 def consumer_config(cfg: MonitordConfig) -> dict[str, Any]:
     """Low-latency consumer settings (fetch.wait.max.ms is the command delivery latency floor)."""
     conf: dict[str, Any] = {
+        **kafka_client_settings(cfg.kafka),
         "bootstrap.servers": cfg.kafka.bootstrap_servers,
         "group.id": f"{cfg.commands.consumer_group_prefix}.{cfg.server.effective_server_id}",
         "client.id": f"monitord-{cfg.server.effective_server_id}-commands",

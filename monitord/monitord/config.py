@@ -6,16 +6,84 @@ tests/unit/test_example_configs.py checks that the two agree.
 
 from __future__ import annotations
 
+import logging
+import os
 import socket
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from types import MappingProxyType
 from typing import Literal
 
-from monitoring_common.config_loader import setting, split_hostport
+import yaml
+
+from monitoring_common.config_loader import ConfigError, InvalidField, setting, split_hostport
 from monitoring_common.sections import LoggingSection
 
 DEFAULT_PATH = "/etc/monitord/monitord.yaml"
+
+
+@dataclass(frozen=True)
+class TlsSection:
+    """Transport security of the gRPC endpoint (docs/security.md)."""
+
+    mode: Literal["tls", "mtls", "plaintext"] = setting(
+        "mtls",
+        "tls: server certificate; mtls: agents must present a client certificate signed by client_ca_file; "
+        "plaintext: no encryption (only when set explicitly; warned at every start).",
+    )
+    cert_file: str = setting("/etc/monitord/tls/server.crt", "PEM server certificate (chain).")
+    key_file: str = setting("/etc/monitord/tls/server.key", "PEM private key of the server certificate.")
+    client_ca_file: str = setting("/etc/monitord/tls/ca.crt", "PEM CA bundle that signs agent certificates (mtls).")
+
+    def __post_init__(self) -> None:
+        if self.mode != "plaintext":
+            for name in ("cert_file", "key_file"):
+                if not getattr(self, name):
+                    raise InvalidField(name, f"required when mode is {self.mode} (or set mode: plaintext explicitly)")
+        if self.mode == "mtls" and not self.client_ca_file:
+            raise InvalidField("client_ca_file", "required when mode is mtls")
+
+
+@dataclass(frozen=True)
+class AuthSection:
+    """Who may speak for which agent id."""
+
+    require_identity: bool = setting(
+        True,
+        "Every agent must prove an identity: a client certificate (mtls) or a token. false allows "
+        "anonymous agents (warned at every start).",
+    )
+    tokens_file: str = setting(
+        "",
+        "YAML file 'agent-id: sha256:<hex of the token>' for token authentication (agents send "
+        "'authorization: Bearer <token>'); must not be readable by others.",
+    )
+
+
+@dataclass(frozen=True)
+class LimitsSection:
+    """Bounds on what one agent may send (docs/security.md)."""
+
+    max_agents: int = setting(
+        20_000, "Concurrent agent streams; more are refused (RESOURCE_EXHAUSTED).", min=1, max=1_000_000
+    )
+    messages_per_second: float = setting(
+        200.0,
+        "Per-agent message rate; beyond it (after a burst of 2 s worth) the stream is read more slowly.",
+        min=0.1,
+        max=1_000_000,
+    )
+    max_labels: int = setting(64, "Labels per record.", min=0, max=10_000)
+    max_label_bytes: int = setting(256, "Bytes per label key or value.", min=1, max=65_536)
+    max_disks: int = setting(256, "Filesystems and disk devices per record.", min=0, max=100_000)
+    max_interfaces: int = setting(256, "Network interfaces per record.", min=0, max=100_000)
+    max_cores: int = setting(4096, "Per-core CPU values per record.", min=0, max=1_000_000)
+    max_output_bytes: int = setting(
+        1_048_576, "stdout plus stderr of one command response.", min=1024, max=64 * 1024 * 1024
+    )
+    max_string_bytes: int = setting(1024, "Any other string field (ids, names, mount points).", min=16, max=65_536)
 
 
 @dataclass(frozen=True)
@@ -42,6 +110,9 @@ class ServerSection:
     shutdown_grace_seconds: float = setting(
         10.0, "On SIGTERM: how long in-flight deliveries may take before streams are cancelled.", min=0, max=300
     )
+    tls: TlsSection = setting(factory=TlsSection, doc="Transport security.")
+    auth: AuthSection = setting(factory=AuthSection, doc="Agent authentication.")
+    limits: LimitsSection = setting(factory=LimitsSection, doc="Per-agent limits.")
     log_each_record: bool = setting(
         True, "Log one line per forwarded record (the seed's '✓ Forwarded metrics #N ...'). Turn off on busy servers."
     )
@@ -87,6 +158,16 @@ class KafkaSection:
     queue_max_messages: int = setting(
         200_000, "librdkafka's local produce queue bound (queue.buffering.max.messages).", min=1000, max=10_000_000
     )
+    client: Mapping[str, str] = setting(
+        factory=lambda: MappingProxyType({}),
+        doc="librdkafka properties for every Kafka client of monitord, monitor-analyzer and monitorctl "
+        "(security.protocol, sasl.mechanism, sasl.username, ssl.ca.location, ...).",
+    )
+    secrets_file: str = setting(
+        "",
+        "YAML file of further client properties kept out of this file (e.g. sasl.password); it must not "
+        "be readable by others (warned at start).",
+    )
     producer: Mapping[str, str] = setting(
         factory=lambda: MappingProxyType({}),
         doc="Extra librdkafka producer properties passed through verbatim (e.g. security.protocol).",
@@ -129,3 +210,26 @@ class MonitordConfig:
     kafka: KafkaSection = setting(factory=KafkaSection, doc="Kafka connection and topics.")
     commands: CommandsSection = setting(factory=CommandsSection, doc="Command delivery.")
     logging: LoggingSection = setting(factory=LoggingSection, doc="Logging.")
+
+
+def kafka_client_settings(kafka: KafkaSection) -> dict[str, str]:
+    """``kafka.client`` plus the secrets file: what every Kafka client of ours starts from.
+
+    Raises :class:`ConfigError` naming the secrets file if it is unreadable or not a flat mapping.
+    """
+    settings = dict(kafka.client)
+    if kafka.secrets_file:
+        path = kafka.secrets_file
+        try:
+            mode = os.stat(path).st_mode
+            data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(path, None, "", f"cannot read Kafka secrets: {exc}") from None
+        if not isinstance(data, dict) or not all(isinstance(v, (str, int, float, bool)) for v in data.values()):
+            raise ConfigError(path, None, "", "expected a mapping of librdkafka property to value")
+        if mode & stat.S_IROTH:
+            logging.getLogger(__name__).warning(
+                "Kafka secrets file %s is readable by other users (mode %o): chmod o-r it", path, stat.S_IMODE(mode)
+            )
+        settings.update({str(k): str(v) for k, v in data.items()})
+    return settings

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import confluent_kafka
 from confluent_kafka import KafkaError
 
-from monitord.config import KafkaSection
+from monitord.config import KafkaSection, kafka_client_settings
 from monitord.errors import DeliveryError, ProducerClosed
 
 log = logging.getLogger(__name__)
@@ -66,6 +66,7 @@ ProducerFactory = Callable[[dict[str, Any]], ProducerLike]
 def producer_config(cfg: KafkaSection, client_id: str) -> dict[str, Any]:
     """librdkafka properties: idempotent, acks=all, bounded delivery time; extras passed through."""
     conf: dict[str, Any] = {
+        **kafka_client_settings(cfg),
         "bootstrap.servers": cfg.bootstrap_servers,
         "client.id": client_id,
         "enable.idempotence": True,

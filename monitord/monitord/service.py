@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 
 import grpc
 
+from monitord.auth import Authenticator
 from monitord.commands import CommandRouter
 from monitord.config import MonitordConfig
 from monitord.kafka_bridge import KafkaProducerBridge
@@ -37,7 +38,9 @@ class MonitoringService(pb_grpc.MonitoringServiceServicer):
         stats: ServerStats,
         presence: PresencePublisher,
         router: CommandRouter,
+        auth: Authenticator,
     ) -> None:
+        self._auth = auth
         self._presence = presence
         self._router = router
         self._cfg = cfg
@@ -57,6 +60,7 @@ class MonitoringService(pb_grpc.MonitoringServiceServicer):
         if not AGENT_ID.match(request.agent_id):
             log.warning("Registration with invalid agent id %r from %s refused", request.agent_id, context.peer())
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "agent_id must match " + AGENT_ID.pattern)
+        await self._auth.check(context, request.agent_id)
         self._sessions.register(
             Registration(
                 agent_id=request.agent_id,
@@ -88,6 +92,16 @@ class MonitoringService(pb_grpc.MonitoringServiceServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "call metadata 'agent-id' missing or invalid")
         if self._sessions.draining:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "monitord is shutting down; use another server")
+        await self._auth.check(context, agent_id)
+        limit = self._cfg.server.limits.max_agents
+        if len(self._sessions) >= limit and not self._sessions.is_connected(agent_id):
+            log.warning(
+                "✗ Refused a stream for agent '%s' from %s: %d agents connected (limit)",
+                agent_id,
+                context.peer(),
+                limit,
+            )
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"server holds its maximum of {limit} agents")
         task = asyncio.current_task()
         assert task is not None
         reason = "stream error"

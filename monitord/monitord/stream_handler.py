@@ -20,6 +20,7 @@ from monitord import records
 from monitord.config import MonitordConfig
 from monitord.errors import DeliveryError
 from monitord.kafka_bridge import KafkaProducerBridge
+from monitord.limits import RateLimiter, metrics_problem, response_problem
 from monitord.sessions import Session
 from monitord.stats import ServerStats
 from monitoring.v1 import monitoring_pb2 as pb
@@ -50,6 +51,7 @@ class AgentStream:
         on_response: Callable[[pb.CommandResponseMessage], None],
     ) -> None:
         self._on_response = on_response
+        self._rate = RateLimiter(cfg.server.limits.messages_per_second)
         self._cfg = cfg
         self._session = session
         self._bridge = bridge
@@ -74,6 +76,7 @@ class AgentStream:
     async def _read_loop(self, requests: AsyncIterator[pb.AgentMessage]) -> None:
         async for message in requests:
             self._session.last_seen = time.monotonic()
+            await self._rate.acquire()
             await self._handle(message)
         # The agent half-closed: the acker finishes what is outstanding, then the call ends OK.
         await self._pending.put(None)
@@ -98,6 +101,10 @@ class AgentStream:
                     pb.ACK_KIND_METRICS, f"agent_id {metrics.agent_id!r} does not match stream", metrics.sequence
                 )
                 return
+            problem = metrics_problem(metrics, self._cfg.server.limits)
+            if problem is not None:
+                await self._reject(pb.ACK_KIND_METRICS, f"record exceeds limits: {problem}", metrics.sequence)
+                return
             key, value, headers = records.encode(
                 metrics,
                 agent_id=agent_id,
@@ -113,6 +120,12 @@ class AgentStream:
             if response.agent_id and response.agent_id != agent_id:
                 await self._reject(
                     pb.ACK_KIND_COMMAND_RESPONSE, "agent_id does not match stream", command_id=response.command_id
+                )
+                return
+            problem = response_problem(response, self._cfg.server.limits)
+            if problem is not None:
+                await self._reject(
+                    pb.ACK_KIND_COMMAND_RESPONSE, f"response exceeds limits: {problem}", command_id=response.command_id
                 )
                 return
             response.agent_id = agent_id

@@ -60,6 +60,9 @@ step_install() {
         /etc/monitord/monitord.yaml
     sed -i "s/^    - \"127.0.0.1:50051\"/    - \"127.0.0.1:$LISTEN_PORT\"/; s/^  id: \"\"/  id: \"$AGENT_ID\"/; s/^  interval_seconds: 10.0/  interval_seconds: 1.0/" \
         /etc/monitor-agentd/agent.yaml
+    # Plaintext on the container's loopback (TLS and tokens are covered by tests/integration/test_security.py).
+    sed -i 's/^    mode: mtls/    mode: plaintext/; s/^    require_identity: true/    require_identity: false/' \
+        /etc/monitord/monitord.yaml /etc/monitor-agentd/agent.yaml
     echo "# edited by the operator" >>/etc/monitor-agentd/agent.yaml
     monitord --check-config --config /etc/monitord/monitord.yaml >/dev/null || fail "edited monitord.yaml invalid"
     monitor-agentd --check-config --config /etc/monitor-agentd/agent.yaml >/dev/null || fail "edited agent.yaml invalid"

@@ -17,7 +17,7 @@ from monitord.analysis.consumer import Analyzer, AnalyzerOptions
 from monitord.analysis.evaluator import RuleEvaluator
 from monitord.analysis.rule_actions import RuleActions
 from monitord.analysis.rules import RulesConfig, load_rules
-from monitord.config import DEFAULT_PATH, KafkaSection, MonitordConfig
+from monitord.config import DEFAULT_PATH, KafkaSection, MonitordConfig, kafka_client_settings
 from monitord.ctl.command_message import DEFAULT_ENCODING
 from monitord.ctl.kafka_io import CommandProducer, KafkaClients
 from monitoring.v1 import monitoring_pb2 as pb
@@ -89,6 +89,7 @@ def rule_actions(kafka: KafkaSection, rules: RulesConfig) -> RuleActions:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     cfg = load_or_exit(PROG, lambda: load_config_file(args.config, DEFAULT_PATH, MonitordConfig))
+    load_or_exit(PROG, lambda: kafka_client_settings(cfg.kafka))  # the secrets file must be readable
     kafka = cfg.kafka
     if args.kafka_bootstrap:
         try:

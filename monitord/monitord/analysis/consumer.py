@@ -20,7 +20,7 @@ from google.protobuf import json_format
 from monitord import records
 from monitord.analysis.rule_actions import RuleActions, RuleEvent
 from monitord.analysis.summary import AgentFigures
-from monitord.config import KafkaSection
+from monitord.config import KafkaSection, kafka_client_settings
 from monitord.ctl import responses
 from monitoring.v1 import monitoring_pb2 as pb
 
@@ -40,6 +40,7 @@ class AnalyzerOptions:
 
 def consumer_config(kafka: KafkaSection, opts: AnalyzerOptions) -> dict[str, Any]:
     return {
+        **kafka_client_settings(kafka),
         "bootstrap.servers": kafka.bootstrap_servers,
         "group.id": opts.group_id,
         "auto.offset.reset": "earliest" if opts.from_beginning else "latest",

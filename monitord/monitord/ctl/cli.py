@@ -34,7 +34,7 @@ from collections.abc import Callable
 from typing import NoReturn
 
 from monitord import __version__
-from monitord.config import DEFAULT_PATH, KafkaSection, MonitordConfig
+from monitord.config import DEFAULT_PATH, KafkaSection, MonitordConfig, kafka_client_settings
 from monitord.ctl.agents import run_agents
 from monitord.ctl.errors import KafkaUnavailable
 from monitord.ctl.kafka_io import KafkaClients
@@ -198,6 +198,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def kafka_settings(args: argparse.Namespace) -> KafkaSection:
     """The kafka section of the configuration with ``--kafka-bootstrap`` applied; exits 78 if invalid."""
     kafka = load_or_exit(PROG, lambda: load_config_file(args.config, DEFAULT_PATH, MonitordConfig)).kafka
+    load_or_exit(PROG, lambda: kafka_client_settings(kafka))  # the secrets file must be readable
     if args.kafka_bootstrap is not None:
         try:
             kafka = dataclasses.replace(kafka, bootstrap_servers=args.kafka_bootstrap)

@@ -15,7 +15,7 @@ from typing import Any, Literal, Protocol
 
 from confluent_kafka import OFFSET_BEGINNING, KafkaException, TopicPartition
 
-from monitord.config import KafkaSection
+from monitord.config import KafkaSection, kafka_client_settings
 from monitord.ctl.command_message import command_record
 from monitord.ctl.errors import KafkaUnavailable
 from monitord.kafka_bridge import producer_config
@@ -88,6 +88,7 @@ class KafkaClients:
     def consumer(self) -> ConsumerLike:
         # group.id is required by the client but unused: we assign, never subscribe or commit.
         conf: dict[str, Any] = {
+            **kafka_client_settings(self.kafka),
             "bootstrap.servers": self.kafka.bootstrap_servers,
             "group.id": self.client_id,
             "client.id": self.client_id,
