@@ -33,7 +33,10 @@ class ConfigError(Exception):
         self.key = key
         self.problem = problem
         where = f"{source}:{line}" if line is not None else source
-        super().__init__(f"{where}: {key}: {problem}" if key else f"{where}: {problem}")
+        # One line, whatever the file contained: keys and values are shown escaped if need be.
+        shown_key = key if key.isprintable() else repr(key)
+        shown_problem = problem if problem.isprintable() else problem.encode("unicode_escape").decode()
+        super().__init__(f"{where}: {shown_key}: {shown_problem}" if key else f"{where}: {shown_problem}")
 
 
 class InvalidField(ValueError):
