@@ -10,6 +10,7 @@ import sys
 
 from monitord import __version__
 from monitord.app import Monitord, StartupError
+from monitord.auth import warn_if_world_readable
 from monitord.config import DEFAULT_PATH, MonitordConfig, kafka_client_settings
 from monitoring_common import logsetup, runner
 from monitoring_common.cli_support import load_config_file, load_or_exit, override_error
@@ -75,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"monitord: configuration OK ({args.config or DEFAULT_PATH})")
         return EX_OK
     logsetup.configure(cfg.logging.level)
+    if any(word in key for key in (*cfg.kafka.client, *cfg.kafka.producer) for word in ("password", "secret")):
+        warn_if_world_readable(args.config or DEFAULT_PATH, "Configuration file holding Kafka secrets")
 
     async def body(stop: asyncio.Event, reload: asyncio.Event) -> int:
         try:
