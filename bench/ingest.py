@@ -260,7 +260,6 @@ def main() -> int:
                     "log_each_record": False,
                     "limits": {"messages_per_second": 1_000_000},
                 },
-                "logging": {"level": "warning"},
             },
         )
         assert server.popen is not None

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
@@ -58,7 +59,10 @@ class AgentStream:
         self._total = total_inflight
         self._mine = asyncio.Semaphore(cfg.server.max_inflight_per_stream)
         self._stats = stats
-        self._pending: asyncio.Queue[_Pending | None] = asyncio.Queue()
+        # FIFO of handed-over records (None: the agent half-closed); a deque, so the acker can
+        # look at what follows without taking it.
+        self._pending: deque[_Pending | None] = deque()
+        self._pending_ready = asyncio.Event()
         self._server_id = cfg.server.effective_server_id
 
     async def run(self, requests: AsyncIterator[pb.AgentMessage]) -> None:
@@ -79,13 +83,13 @@ class AgentStream:
             await self._rate.acquire()
             await self._handle(message)
         # The agent half-closed: the acker finishes what is outstanding, then the call ends OK.
-        await self._pending.put(None)
+        self._put(None)
 
     def _release_unacked(self) -> None:
         # Records still queued when the stream died: their slots go back to the shared pool. The
         # agent never got an ack for them, so it will send them again on its next stream.
-        while not self._pending.empty():
-            if self._pending.get_nowait() is not None:
+        while self._pending:
+            if self._pending.popleft() is not None:
                 self._mine.release()
                 self._total.release()
 
@@ -178,18 +182,53 @@ class AgentStream:
         except DeliveryError as exc:
             future = asyncio.get_running_loop().create_future()
             future.set_exception(exc)
-        await self._pending.put(_Pending(kind, future, sequence, command_id, command_status))
+        self._put(_Pending(kind, future, sequence, command_id, command_status))
 
     async def _reject(self, kind: pb.AckKind.ValueType, reason: str, sequence: int = 0, command_id: str = "") -> None:
         log.warning("Rejected message from agent '%s': %s", self._session.agent_id, reason)
         future = asyncio.get_running_loop().create_future()
         await self._mine.acquire()
         await self._total.acquire()
-        await self._pending.put(_Pending(kind, future, sequence, command_id, reject=reason))
+        self._put(_Pending(kind, future, sequence, command_id, reject=reason))
+
+    def _put(self, item: _Pending | None) -> None:
+        self._pending.append(item)
+        self._pending_ready.set()
+
+    async def _next(self) -> _Pending | None:
+        while not self._pending:
+            self._pending_ready.clear()
+            await self._pending_ready.wait()
+        return self._pending.popleft()
+
+    def _coalesce(self, ack: pb.Ack) -> None:
+        """Fold the following metrics records Kafka already confirmed, in sequence, into ``ack``.
+
+        One Ack covering first..last replaces many: fewer HTTP/2 writes when the stream is busy,
+        and it still only ever covers records whose delivery succeeded.
+        """
+        while self._pending:
+            nxt = self._pending[0]
+            if (
+                nxt is None
+                or nxt.kind != pb.ACK_KIND_METRICS
+                or nxt.reject
+                or not nxt.future.done()
+                or nxt.future.exception() is not None
+                or nxt.sequence != ack.last_sequence + 1
+            ):
+                return
+            self._pending.popleft()
+            self._mine.release()
+            self._total.release()
+            ack.last_sequence = nxt.sequence
+            self._stats.forwarded += 1
+            if self._cfg.server.log_each_record:
+                log.info("✓ Forwarded %s from agent '%s' to Kafka", _what(nxt), self._session.agent_id)
 
     async def _ack_loop(self) -> None:
         agent_id = self._session.agent_id
-        while (item := await self._pending.get()) is not None:
+        while (item := await self._next()) is not None:
             try:
                 ack = pb.Ack(
                     kind=item.kind,
@@ -219,6 +258,8 @@ class AgentStream:
                         self._stats.forwarded += 1
                         if self._cfg.server.log_each_record:
                             log.info("✓ Forwarded %s from agent '%s' to Kafka", _what(item), agent_id)
+                        if item.kind == pb.ACK_KIND_METRICS:
+                            self._coalesce(ack)
             finally:
                 self._mine.release()
                 self._total.release()
