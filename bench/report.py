@@ -1,0 +1,82 @@
+"""Turn bench/run's JSON results into the M1/M4/M5 sections of docs/benchmarks.md (M3 is written
+by bench/command_latency.py itself)."""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+
+import confluent_kafka
+import google.protobuf
+import grpc
+
+REPO = Path(__file__).resolve().parents[1]
+START, END = "<!-- bench-run:start -->", "<!-- bench-run:end -->"
+
+
+def main() -> int:
+    out, command = Path(sys.argv[1]), sys.argv[2]
+    ingest = json.loads((out / "ingest.json").read_text())
+    fp1, fp10 = (json.loads((out / f).read_text()) for f in ("fp1.json", "fp10.json"))
+    storm = json.loads((out / "storm.json").read_text())
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        "?",
+    )
+    cores = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
+    m, e, k = ingest["monitord"], ingest["grpc_echo"], ingest["kafka_produce_only"]
+    text = f"""{START}
+## bench/run ({time.strftime("%Y-%m-%d")})
+
+Command: `{command}`. Machine: {cores} cores ({cpu}), Linux {platform.release()}; Python
+{platform.python_version()}, grpcio {grpc.__version__}, protobuf {google.protobuf.__version__},
+confluent-kafka {metadata.version('confluent-kafka')} (librdkafka {confluent_kafka.libversion()[0]}),
+Kafka 4.1.1 (KRaft, single node). Kafka, servers and load generators share the machine.
+
+### M1 ingest (records/s into Kafka with acks=all and acks back to the agents)
+
+| system | records/s | ratio | server CPU (cores) | load-generator CPU (cores) | ack latency p50 / p99 ms |
+|---|---:|---:|---:|---:|---:|
+| monitord | {m["rate"]:,.0f} | **{ingest["ratio_to_lower_ceiling"]:.2f}** of the lower ceiling | {m["server_cpu"]:.2f} | {m["generator_cpu"]:.2f} | {m["p50_ms"]:.0f} / {m["p99_ms"]:.0f} |
+| (a) bare grpc.aio echo (gRPC ceiling) | {e["rate"]:,.0f} | 1.00 | {e["server_cpu"]:.2f} | {e["generator_cpu"]:.2f} | {e["p50_ms"]:.0f} / {e["p99_ms"]:.0f} |
+| (b) produce-only confluent-kafka loop (Kafka ceiling) | {k["rate"]:,.0f} | — | — | — | — |
+
+Latencies are at saturation (every simulated agent keeps a full window in flight), not at 70 % load.
+monitord is one Python process: it is CPU-bound on one core (server CPU ≈ 1.0).
+
+### M4 agent footprint (monitor-agentd, real mode)
+
+| interval | CPU (% of one core) | PSS max (MiB) |
+|---:|---:|---:|
+| 1 s | {fp1["cpu_percent"]:.2f} | {fp1["pss_mib_max"]:.1f} |
+| 10 s | {fp10["cpu_percent"]:.2f} | {fp10["pss_mib_max"]:.1f} |
+
+### M5 reconnect storm
+
+{storm["agents"]:,} agents connected, monitord stopped (SIGTERM: agents redirected) and a new process
+started on the same port: all back after **{storm["all_back_seconds"]:.1f} s**; {storm["attempts"]:,} connection
+attempts, peak {storm["peak_attempts_per_second"]:,}/s; server errors: {storm["server_errors"]}.
+Attempts per second after the restart began: {storm["histogram"]}.
+{END}"""
+    doc = REPO / "docs/benchmarks.md"
+    current = doc.read_text() if doc.exists() else "# Benchmarks\n"
+    if START in current:
+        current = current[: current.index(START)] + text + current[current.index(END) + len(END) :]
+    else:
+        current = current.rstrip() + "\n\n" + text + "\n"
+    doc.write_text(current)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
