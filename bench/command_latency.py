@@ -14,7 +14,6 @@ next after the previous one's final response), so the figures are latency, not q
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys
@@ -29,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from harness import KafkaBroker, Proc, free_port, start_monitord
+from harness import bench_broker, start_fleet, start_monitord
 from monitord import records
 from monitoring.v1 import monitoring_pb2 as pb
 
@@ -101,26 +100,7 @@ def measure(bootstrap: str, tmp: Path, n_agents: int, samples: int) -> dict[str,
         tmp, bootstrap, name=f"bench-{n_agents}", extra={"server": {"log_each_record": False}}, wait_commands=True
     )
     prefix = f"bench{n_agents}-{uuid.uuid4().hex[:6]}"
-    fleet = Proc(
-        "fleet",
-        [
-            sys.executable,
-            str(REPO / "bench/fleet.py"),
-            "--server",
-            address,
-            "--prefix",
-            prefix,
-            "--count",
-            str(n_agents),
-            "--iterations",
-            "0",
-            "--interval",
-            "10",
-            "--state-root",
-            str(tmp / "fleet"),
-        ],
-        tmp / f"fleet-{n_agents}.log",
-    ).start()
+    fleet = start_fleet(tmp, address, prefix, n_agents, iterations=0, interval=10)
     try:
         fleet.wait_for(rf"fleet: {n_agents}/{n_agents} connected", timeout=300)
         ids = [f"{prefix}-{i:04d}" for i in range(n_agents)]
@@ -191,11 +171,7 @@ def main() -> int:
     args = p.parse_args()
     sizes = [int(x) for x in args.agents.split(",")]
     tmp = Path(tempfile.mkdtemp(prefix="bench-commands-"))
-    external = os.environ.get("KAFKA_BOOTSTRAP")
-    broker = (
-        KafkaBroker(port=0, data_dir=None, external=external) if external else KafkaBroker(free_port(), tmp / "kafka")
-    )
-    broker.start()
+    broker, own_broker = bench_broker(tmp)
     try:
         rows = []
         for n in sizes:
@@ -203,7 +179,7 @@ def main() -> int:
             print(render([row]).splitlines()[-1], flush=True)
             rows.append(row)
     finally:
-        if not external:
+        if own_broker:
             broker.stop()
     table = render(rows)
     print(table)

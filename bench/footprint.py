@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from harness import BIN, KafkaBroker, Proc, free_port, start_monitord, write_yaml
+from harness import BIN, Proc, bench_broker, start_monitord, write_yaml
 
 
 def cpu_seconds(pid: int) -> float:
@@ -39,9 +39,7 @@ def main() -> int:
     p.add_argument("--seconds", type=float, default=60.0)
     args = p.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-footprint-"))
-    external = os.environ.get("KAFKA_BOOTSTRAP")
-    broker = KafkaBroker(0, None, external) if external else KafkaBroker(free_port(), tmp / "kafka")
-    broker.start()
+    broker, own_broker = bench_broker(tmp)
     try:
         server, address = start_monitord(tmp, broker.bootstrap, extra={"server": {"log_each_record": False}})
         cfg = write_yaml(
@@ -88,7 +86,7 @@ def main() -> int:
             )
         )
     finally:
-        if not external:
+        if own_broker:
             broker.stop()
     return 0
 

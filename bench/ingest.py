@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 import grpc
 
-from harness import KafkaBroker, free_port, start_monitord
+from harness import bench_broker, free_port, start_monitord
 from monitoring.v1 import monitoring_pb2 as pb
 from monitoring.v1 import monitoring_pb2_grpc as pb_grpc
 
@@ -234,9 +234,7 @@ def main() -> int:
         return 0
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
-    external = os.environ.get("KAFKA_BOOTSTRAP")
-    broker = KafkaBroker(0, None, external) if external else KafkaBroker(free_port(), tmp / "kafka")
-    broker.start()
+    broker, own_broker = bench_broker(tmp)
     results: dict[str, Any] = {}
     try:
         port = free_port()
@@ -268,7 +266,7 @@ def main() -> int:
         results["monitord"]["server_cpu"] = (process_cpu(server.popen.pid) - cpu0) / results["monitord"]["seconds"]
         server.stop()
     finally:
-        if not external:
+        if own_broker:
             broker.stop()
     ceiling = min(results["grpc_echo"]["rate"], results["kafka_produce_only"]["rate"])
     results["ratio_to_lower_ceiling"] = results["monitord"]["rate"] / ceiling

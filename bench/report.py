@@ -39,7 +39,7 @@ def main() -> int:
 
 Command: `{command}`. Machine: {cores} cores ({cpu}), Linux {platform.release()}; Python
 {platform.python_version()}, grpcio {grpc.__version__}, protobuf {google.protobuf.__version__},
-confluent-kafka {metadata.version('confluent-kafka')} (librdkafka {confluent_kafka.libversion()[0]}),
+confluent-kafka {metadata.version("confluent-kafka")} (librdkafka {confluent_kafka.libversion()[0]}),
 Kafka 4.1.1 (KRaft, single node). Kafka, servers and load generators share the machine.
 
 ### M1 ingest (records/s into Kafka with acks=all and acks back to the agents)

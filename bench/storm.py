@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import time
@@ -20,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from harness import REPO, KafkaBroker, Proc, free_port, start_monitord
+from harness import bench_broker, free_port, start_fleet, start_monitord
 
 
 def main() -> int:
@@ -28,37 +27,16 @@ def main() -> int:
     p.add_argument("--agents", type=int, default=1000)
     args = p.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-storm-"))
-    external = os.environ.get("KAFKA_BOOTSTRAP")
-    broker = KafkaBroker(0, None, external) if external else KafkaBroker(free_port(), tmp / "kafka")
-    broker.start()
+    broker, own_broker = bench_broker(tmp)
     n = args.agents
     try:
         port = free_port()
         quiet = {"server": {"log_each_record": False}}
         server, address = start_monitord(tmp, broker.bootstrap, port=port, extra=quiet)
         attempts_file = tmp / "attempts.json"
-        fleet = Proc(
-            "fleet",
-            [
-                sys.executable,
-                str(REPO / "bench/fleet.py"),
-                "--server",
-                address,
-                "--prefix",
-                f"storm-{uuid.uuid4().hex[:6]}",
-                "--count",
-                str(n),
-                "--iterations",
-                "0",
-                "--interval",
-                "10",
-                "--state-root",
-                str(tmp / "fleet"),
-                "--attempts-file",
-                str(attempts_file),
-            ],
-            tmp / "fleet.log",
-        ).start()
+        fleet = start_fleet(
+            tmp, address, f"storm-{uuid.uuid4().hex[:6]}", n, iterations=0, interval=10, attempts_file=attempts_file
+        )
         fleet.wait_for(rf"fleet: {n}/{n} connected", timeout=600)
         restart = time.time()
         server.stop(120)
@@ -83,7 +61,7 @@ def main() -> int:
             )
         )
     finally:
-        if not external:
+        if own_broker:
             broker.stop()
     return 0
 

@@ -341,3 +341,39 @@ def statuses(responses: list[Any]) -> list[str]:
     from monitoring.v1 import monitoring_pb2 as pb
 
     return [pb.CommandStatus.Name(r.status) for r in responses]
+
+
+# -- fleets and benchmark brokers ------------------------------------------------------------------
+
+
+def start_fleet(
+    tmp: Path, address: str, prefix: str, count: int, iterations: int, interval: float, **opts: Any
+) -> Proc:
+    """bench/fleet.py: ``count`` real Agent objects in one process (``--opt value`` from ``opts``)."""
+    argv = [
+        sys.executable,
+        str(REPO / "bench/fleet.py"),
+        "--server",
+        address,
+        "--prefix",
+        prefix,
+        "--count",
+        str(count),
+        "--iterations",
+        str(iterations),
+        "--interval",
+        str(interval),
+        "--state-root",
+        str(tmp / f"state-{prefix}"),
+    ]
+    for key, value in opts.items():
+        argv += [f"--{key.replace('_', '-')}", str(value)]
+    return Proc(f"fleet {prefix}", argv, tmp / f"fleet-{prefix}.log").start()
+
+
+def bench_broker(tmp: Path) -> tuple[KafkaBroker, bool]:
+    """$KAFKA_BOOTSTRAP's cluster, or a private broker started now; (broker, started_here)."""
+    external = os.environ.get("KAFKA_BOOTSTRAP")
+    broker = KafkaBroker(0, None, external) if external else KafkaBroker(free_port(), tmp / "kafka")
+    broker.start()
+    return broker, not external

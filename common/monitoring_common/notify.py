@@ -13,11 +13,12 @@ import logging
 import os
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import sdnotify
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: How often STATUS= is refreshed when no watchdog is configured.
 STATUS_PERIOD = 5.0
@@ -77,3 +78,20 @@ async def supervise(notifier: Notifier, health: Callable[[], bool], status: Call
             log.error("Unhealthy: withholding the watchdog ping (%s)", status())
         was_healthy = healthy
         await asyncio.sleep(period)
+
+
+def reload_config(
+    notifier: Notifier, load: Callable[[], T], apply: Callable[[T], None], status: Callable[[], str]
+) -> None:
+    """SIGHUP: RELOADING=1, validate with ``load`` (the start-up loader), ``apply`` it -- or log why
+    not and keep the running configuration -- then READY=1 again."""
+    from monitoring_common.config_loader import ConfigError
+
+    notifier.reloading()
+    try:
+        new = load()
+    except ConfigError as exc:
+        log.error("Reload rejected, the running configuration stays in force: %s", exc)
+    else:
+        apply(new)
+    notifier.ready(status())

@@ -36,9 +36,8 @@ from monitor_agentd.state import StateDir
 from monitor_agentd.stream import Link
 from monitoring.v1 import monitoring_pb2 as pb
 from monitoring_common import logsetup
-from monitoring_common.config_loader import ConfigError
 from monitoring_common.exits import EX_OK, EX_TEMPFAIL
-from monitoring_common.notify import Notifier, supervise
+from monitoring_common.notify import Notifier, reload_config, supervise
 
 log = logging.getLogger(__name__)
 
@@ -175,14 +174,7 @@ class Agent:
             reload.clear()
             if reloader is None:
                 continue
-            self.notifier.reloading()
-            try:
-                new = reloader()
-            except ConfigError as exc:
-                log.error("Reload rejected, the running configuration stays in force: %s", exc)
-            else:
-                self.apply(new)
-            self.notifier.ready(self.status_line())
+            reload_config(self.notifier, reloader, self.apply, self.status_line)
 
     def apply(self, new: AgentConfig) -> None:
         """Take ``new`` over live, except what only a restart can change (identity, state, mode)."""

@@ -24,8 +24,7 @@ from monitord.stats import ServerStats
 from monitoring.v1 import monitoring_pb2 as pb
 from monitoring.v1 import monitoring_pb2_grpc as pb_grpc
 from monitoring_common import logsetup
-from monitoring_common.config_loader import ConfigError
-from monitoring_common.notify import Notifier, supervise
+from monitoring_common.notify import Notifier, reload_config, supervise
 
 log = logging.getLogger(__name__)
 
@@ -199,14 +198,7 @@ class Monitord:
 
     def reload(self, reloader: Reloader) -> None:
         """SIGHUP: validate the new file; apply what can change live; keep the old one if invalid."""
-        self.notifier.reloading()
-        try:
-            new = reloader()
-        except ConfigError as exc:
-            log.error("Reload rejected, the running configuration stays in force: %s", exc)
-        else:
-            self.apply(new)
-        self.notifier.ready(self.status_line())
+        reload_config(self.notifier, reloader, self.apply, self.status_line)
 
     def apply(self, new: MonitordConfig) -> None:
         """Take ``new`` over, except what only a restart can change (listen address, Kafka)."""

@@ -6,7 +6,6 @@ import json
 import re
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -16,42 +15,18 @@ from typing import Any
 import pytest
 
 from harness import (
-    REPO,
     KafkaBroker,
     Proc,
     free_port,
     loss_report,
     read_records,
     start_agent,
+    start_fleet,
     start_monitord,
     unique,
 )
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
-
-
-def start_fleet(
-    tmp: Path, address: str, prefix: str, count: int, iterations: int, interval: float, **opts: Any
-) -> Proc:
-    argv = [
-        sys.executable,
-        str(REPO / "bench/fleet.py"),
-        "--server",
-        address,
-        "--prefix",
-        prefix,
-        "--count",
-        str(count),
-        "--iterations",
-        str(iterations),
-        "--interval",
-        str(interval),
-        "--state-root",
-        str(tmp / f"state-{prefix}"),
-    ]
-    for key, value in opts.items():
-        argv += [f"--{key.replace('_', '-')}", str(value)]
-    return Proc(f"fleet {prefix}", argv, tmp / f"fleet-{prefix}.log").start()
 
 
 def fleet_result(fleet: Proc, timeout: float) -> dict[str, Any]:
