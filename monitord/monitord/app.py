@@ -28,7 +28,7 @@ from monitoring_common.notify import Notifier, reload_config, supervise
 
 log = logging.getLogger(__name__)
 
-#: HTTP/2 keepalive, agreed with the agent's settings (monitor_agentd.channel): the server pings an
+#: HTTP/2 keepalive, agreed with the agent's (monitor_agentd.stream.channel_options): the server pings an
 #: idle agent every 30 s and drops it when no answer comes within 10 s; it tolerates agent pings
 #: down to every 10 s, and the agent pings every 20 s, so it never answers too_many_pings.
 KEEPALIVE_OPTIONS = [
@@ -206,6 +206,7 @@ class Monitord:
         fixed = {
             "server.listen": (old.server.listen, new.server.listen),
             "server.server_id": (old.server.server_id, new.server.server_id),
+            "server.tls": (old.server.tls, new.server.tls),
             "kafka": (old.kafka, new.kafka),
             "commands.enabled": (old.commands.enabled, new.commands.enabled),
             "commands.consumer_group_prefix": (old.commands.consumer_group_prefix, new.commands.consumer_group_prefix),
@@ -216,7 +217,9 @@ class Monitord:
                 log.warning("Reload: %s changed; that takes effect only after a restart", key)
         effective = dataclasses.replace(
             new,
-            server=dataclasses.replace(new.server, listen=old.server.listen, server_id=old.server.server_id),
+            server=dataclasses.replace(
+                new.server, listen=old.server.listen, server_id=old.server.server_id, tls=old.server.tls
+            ),
             kafka=old.kafka,
             commands=dataclasses.replace(
                 new.commands,
@@ -225,8 +228,14 @@ class Monitord:
                 fetch_wait_max_ms=old.commands.fetch_wait_max_ms,
             ),
         )
+        try:
+            tokens = load_tokens(effective.server.auth.tokens_file)
+        except AuthConfigError as exc:
+            log.error("Reload rejected, the running configuration stays in force: %s", exc)
+            return
         logsetup.set_level(effective.logging.level)
         self.cfg = effective
+        self.auth.reconfigure(effective.server, tokens)  # a changed tokens file applies to new calls
         self.service.reconfigure(effective)
         self.router.reconfigure(effective.commands)
         log.info("✓ Configuration reloaded (log level %s)", effective.logging.level)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import signal
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -182,3 +183,22 @@ def test_kafka_secrets_file_is_checked(tmp_path: Path) -> None:
         [str(BIN / "monitorctl"), "--config", str(cfg), "agents"], capture_output=True, text=True, timeout=30
     )
     assert result.returncode == 78 and "kafka-secrets.yaml" in result.stderr
+
+
+def test_reload_applies_a_new_tokens_file(kafka: KafkaBroker, tmp_path: Path, pki: Path) -> None:
+    """SIGHUP re-reads the tokens file: an agent refused before is accepted after, no restart."""
+    tokens = tmp_path / "tokens.yaml"
+    tokens.write_text("agent-x: sha256:" + hashlib.sha256(b"x").hexdigest() + "\n")
+    tokens.chmod(0o600)
+    server, address = start_monitord(tmp_path, kafka.bootstrap, extra=server_tls(pki, "tls", tokens_file=str(tokens)))
+    token = tmp_path / "w.token"
+    token.write_text("w\n")
+    config = agent_tls(pki, "tls", token_file=str(token))
+    refused = start_agent(tmp_path, localhost(address), "agent-w", iterations=1, interval=0.2, config=config)
+    assert refused.wait(60) == 75
+    tokens.write_text(tokens.read_text() + "agent-w: sha256:" + hashlib.sha256(b"w").hexdigest() + "\n")
+    server.signal(signal.SIGHUP)
+    server.wait_for(r"✓ Configuration reloaded")
+    accepted = start_agent(tmp_path, localhost(address), "agent-w", iterations=2, interval=0.2, config=config)
+    assert accepted.wait(60) == 0, accepted.text()
+    assert server.popen is not None and server.popen.poll() is None
