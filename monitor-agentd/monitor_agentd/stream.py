@@ -136,6 +136,10 @@ class Link:
                 raise LinkFailed(f"{first.code().name}: {first.details()}") from None
             if isinstance(first, LinkFailed):
                 raise first from None
+            if isinstance(first, asyncio.InvalidStateError):
+                # A write or half-close raced with the RPC ending (server gone, transport error):
+                # the connection is over, like any other failure; reconnect.
+                raise LinkFailed(f"stream ended: {first}") from None
             raise
 
     def _next_message(self) -> pb.AgentMessage | None:
