@@ -85,9 +85,7 @@ class Agent:
             SeenCommands(self.state.seen_commands),
         )
         c = cfg.connection
-        self.backoff = Backoff(
-            BackoffPolicy(c.backoff_initial_seconds, c.backoff_multiplier, c.backoff_max_seconds, c.backoff_jitter)
-        )
+        self.backoff = Backoff(BackoffPolicy.from_config(c))
         self.link = Link(
             c,
             self.agent_id,
@@ -204,9 +202,7 @@ class Agent:
         if effective.collection.interval_seconds != old.collection.interval_seconds:
             self.set_interval(effective.collection.interval_seconds)
         c = effective.connection
-        self.backoff.policy = BackoffPolicy(
-            c.backoff_initial_seconds, c.backoff_multiplier, c.backoff_max_seconds, c.backoff_jitter
-        )
+        self.backoff.policy = BackoffPolicy.from_config(c)
         self.link.reconfigure(c)
         self.spool.max_records = effective.spool.max_records
         self.commands.reconfigure(effective.commands)

@@ -11,6 +11,8 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from monitor_agentd.config import ConnectionSection
+
 
 @dataclass(frozen=True)
 class BackoffPolicy:
@@ -18,6 +20,10 @@ class BackoffPolicy:
     multiplier: float = 2.0
     maximum: float = 60.0
     jitter: float = 1.0
+
+    @classmethod
+    def from_config(cls, c: ConnectionSection) -> BackoffPolicy:
+        return cls(c.backoff_initial_seconds, c.backoff_multiplier, c.backoff_max_seconds, c.backoff_jitter)
 
 
 class Backoff:

@@ -59,15 +59,12 @@ def parse(
     """Decode and normalise a commands record; :class:`InvalidCommand` says what is wrong."""
     if not value:
         raise InvalidCommand("empty record value")
-    command = pb.CommandMessage()
-    content_type = records.header(headers, "content-type")
-    try:
-        if content_type == records.JSON or (content_type is None and value.lstrip()[:1] == b"{"):
-            json_format.Parse(value.decode("utf-8"), command)
-        else:
-            command.ParseFromString(value)
-    except (json_format.ParseError, DecodeError, UnicodeDecodeError) as exc:
+    try:  # the same decoder as every other reader: protobuf, or proto3 JSON by header or by look
+        command = records.decode(key, value, headers, default_type=pb.CommandMessage).message
+    except records.RecordDecodeError as exc:
         raise InvalidCommand(f"not a CommandMessage: {str(exc)[:200]}") from None
+    if not isinstance(command, pb.CommandMessage):
+        raise InvalidCommand(f"a {command.DESCRIPTOR.full_name} record, not a CommandMessage")
     key_agent = key.decode("utf-8", "replace") if key else ""
     if key_agent and command.agent_id and key_agent != command.agent_id:
         raise InvalidCommand(f"record key {key_agent!r} and agent_id {command.agent_id!r} differ")

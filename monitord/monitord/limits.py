@@ -35,7 +35,9 @@ class RateLimiter:
 
 
 def _too_long(limits: LimitsSection, *values: str) -> bool:
-    return any(len(v.encode()) > limits.max_string_bytes for v in values)
+    # A str of n characters is at most 4n UTF-8 bytes: encode only the ones that could be too long.
+    cap = limits.max_string_bytes
+    return any(len(v) * 4 > cap and len(v.encode()) > cap for v in values)
 
 
 def _labels_problem(labels: dict[str, str] | object, limits: LimitsSection) -> str | None:

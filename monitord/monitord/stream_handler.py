@@ -95,72 +95,80 @@ class AgentStream:
 
     async def _handle(self, message: pb.AgentMessage) -> None:
         kind = message.WhichOneof("message")
-        agent_id = self._session.agent_id
         if kind == "metrics_data":
-            metrics = message.metrics_data
-            self._session.metrics_received += 1
-            self._stats.received += 1
-            if metrics.agent_id != agent_id:
-                await self._reject(
-                    pb.ACK_KIND_METRICS, f"agent_id {metrics.agent_id!r} does not match stream", metrics.sequence
-                )
-                return
-            problem = metrics_problem(metrics, self._cfg.server.limits)
-            if problem is not None:
-                await self._reject(pb.ACK_KIND_METRICS, f"record exceeds limits: {problem}", metrics.sequence)
-                return
-            key, value, headers = records.encode(
-                metrics,
-                agent_id=agent_id,
-                server_id=self._server_id,
-                encoding=self._cfg.kafka.value_encoding,
-                sequence=metrics.sequence,
-            )
-            await self._forward(
-                pb.ACK_KIND_METRICS, self._cfg.kafka.topics.metrics, key, value, headers, sequence=metrics.sequence
-            )
+            await self._handle_metrics(message.metrics_data)
         elif kind == "command_response":
-            response = message.command_response
-            if response.agent_id and response.agent_id != agent_id:
-                await self._reject(
-                    pb.ACK_KIND_COMMAND_RESPONSE, "agent_id does not match stream", command_id=response.command_id
-                )
-                return
-            problem = response_problem(response, self._cfg.server.limits)
-            if problem is not None:
-                await self._reject(
-                    pb.ACK_KIND_COMMAND_RESPONSE, f"response exceeds limits: {problem}", command_id=response.command_id
-                )
-                return
-            response.agent_id = agent_id
-            response.reported_by = response.reported_by or "agent"
-            self._stats.command_responses += 1
-            self._on_response(response)
-            key, value, headers = records.encode(
-                response, agent_id=agent_id, server_id=self._server_id, encoding=self._cfg.kafka.value_encoding
-            )
-            await self._forward(
-                pb.ACK_KIND_COMMAND_RESPONSE,
-                self._cfg.kafka.topics.command_responses,
-                key,
-                value,
-                headers,
-                command_id=response.command_id,
-                command_status=response.status,
-            )
+            await self._handle_response(message.command_response)
         elif kind == "heartbeat":
-            hb = message.heartbeat
-            self._stats.heartbeats += 1
-            if hb.state == pb.AGENT_STATE_STOPPING:
-                self._session.said_goodbye = True
-            if hb.interval_seconds > 0:
-                self._session.heartbeat_interval = hb.interval_seconds
-            if hb.spool_dropped > self._stats.agent_drops.get(agent_id, 0):
-                log.warning("Agent '%s' reports %d metrics dropped from its full spool", agent_id, hb.spool_dropped)
-                self._stats.note_agent_drops(agent_id, hb.spool_dropped)
-            log.debug("Heartbeat from '%s' (last sequence %d, spool %d)", agent_id, hb.last_sequence, hb.spool_depth)
+            self._handle_heartbeat(message.heartbeat)
         else:
-            log.warning("Empty or unknown message from agent '%s' ignored", agent_id)
+            log.warning("Empty or unknown message from agent '%s' ignored", self._session.agent_id)
+
+    async def _handle_metrics(self, metrics: pb.MetricsData) -> None:
+        agent_id = self._session.agent_id
+        self._session.metrics_received += 1
+        self._stats.received += 1
+        if metrics.agent_id != agent_id:
+            await self._reject(
+                pb.ACK_KIND_METRICS, f"agent_id {metrics.agent_id!r} does not match stream", metrics.sequence
+            )
+            return
+        problem = metrics_problem(metrics, self._cfg.server.limits)
+        if problem is not None:
+            await self._reject(pb.ACK_KIND_METRICS, f"record exceeds limits: {problem}", metrics.sequence)
+            return
+        key, value, headers = records.encode(
+            metrics,
+            agent_id=agent_id,
+            server_id=self._server_id,
+            encoding=self._cfg.kafka.value_encoding,
+            sequence=metrics.sequence,
+        )
+        await self._forward(
+            pb.ACK_KIND_METRICS, self._cfg.kafka.topics.metrics, key, value, headers, sequence=metrics.sequence
+        )
+
+    async def _handle_response(self, response: pb.CommandResponseMessage) -> None:
+        agent_id = self._session.agent_id
+        if response.agent_id and response.agent_id != agent_id:
+            await self._reject(
+                pb.ACK_KIND_COMMAND_RESPONSE, "agent_id does not match stream", command_id=response.command_id
+            )
+            return
+        problem = response_problem(response, self._cfg.server.limits)
+        if problem is not None:
+            await self._reject(
+                pb.ACK_KIND_COMMAND_RESPONSE, f"response exceeds limits: {problem}", command_id=response.command_id
+            )
+            return
+        response.agent_id = agent_id
+        response.reported_by = response.reported_by or "agent"
+        self._stats.command_responses += 1
+        self._on_response(response)
+        key, value, headers = records.encode(
+            response, agent_id=agent_id, server_id=self._server_id, encoding=self._cfg.kafka.value_encoding
+        )
+        await self._forward(
+            pb.ACK_KIND_COMMAND_RESPONSE,
+            self._cfg.kafka.topics.command_responses,
+            key,
+            value,
+            headers,
+            command_id=response.command_id,
+            command_status=response.status,
+        )
+
+    def _handle_heartbeat(self, hb: pb.AgentHeartbeat) -> None:
+        agent_id = self._session.agent_id
+        self._stats.heartbeats += 1
+        if hb.state == pb.AGENT_STATE_STOPPING:
+            self._session.said_goodbye = True
+        if hb.interval_seconds > 0:
+            self._session.heartbeat_interval = hb.interval_seconds
+        if hb.spool_dropped > self._stats.agent_drops.get(agent_id, 0):
+            log.warning("Agent '%s' reports %d metrics dropped from its full spool", agent_id, hb.spool_dropped)
+            self._stats.note_agent_drops(agent_id, hb.spool_dropped)
+        log.debug("Heartbeat from '%s' (last sequence %d, spool %d)", agent_id, hb.last_sequence, hb.spool_depth)
 
     async def _forward(
         self,
@@ -222,9 +230,12 @@ class AgentStream:
             self._mine.release()
             self._total.release()
             ack.last_sequence = nxt.sequence
-            self._stats.forwarded += 1
-            if self._cfg.server.log_each_record:
-                log.info("✓ Forwarded %s from agent '%s' to Kafka", _what(nxt), self._session.agent_id)
+            self._delivered(nxt)
+
+    def _delivered(self, item: _Pending) -> None:
+        self._stats.forwarded += 1
+        if self._cfg.server.log_each_record:
+            log.info("✓ Forwarded %s from agent '%s' to Kafka", _what(item), self._session.agent_id)
 
     async def _ack_loop(self) -> None:
         agent_id = self._session.agent_id
@@ -255,9 +266,7 @@ class AgentStream:
                         )
                     else:
                         ack.success, ack.message = True, "stored in Kafka"
-                        self._stats.forwarded += 1
-                        if self._cfg.server.log_each_record:
-                            log.info("✓ Forwarded %s from agent '%s' to Kafka", _what(item), agent_id)
+                        self._delivered(item)
                         if item.kind == pb.ACK_KIND_METRICS:
                             self._coalesce(ack)
             finally:
