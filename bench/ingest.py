@@ -51,7 +51,16 @@ def sample_record(agent_id: str) -> pb.MetricsData:
 # -- load generator (separate process) ------------------------------------------------------------
 
 
-async def one_agent(address: str, agent_id: str, seconds: float, window: int, latencies: list[float]) -> int:
+async def one_agent(
+    address: str,
+    agent_id: str,
+    seconds: float,
+    window: int,
+    latencies: list[float],
+    ack_messages: list[int],
+    rate: float = 0.0,
+) -> int:
+    """Stream for ``seconds``: as fast as ``window`` allows, or paced at ``rate`` records/s if > 0."""
     # A channel of its own per agent (no shared subchannel), like real hosts.
     async with grpc.aio.insecure_channel(address, options=[("grpc.use_local_subchannel_pool", 1)]) as channel:
         stub = pb_grpc.MonitoringServiceStub(channel)
@@ -66,6 +75,7 @@ async def one_agent(address: str, agent_id: str, seconds: float, window: int, la
         async def reader() -> None:
             nonlocal acked
             async for msg in call:
+                ack_messages[0] += 1
                 if msg.WhichOneof("message") == "acknowledgment" and msg.acknowledgment.success:
                     for seq in range(msg.acknowledgment.first_sequence, msg.acknowledgment.last_sequence + 1):
                         t = sent.pop(seq, None)
@@ -77,7 +87,12 @@ async def one_agent(address: str, agent_id: str, seconds: float, window: int, la
 
         task = asyncio.create_task(reader())
         seq = 0
+        due = time.monotonic()
         while time.monotonic() < end:
+            if rate > 0:
+                due += 1 / rate
+                if (wait := due - time.monotonic()) > 0:
+                    await asyncio.sleep(wait)
             await credit.acquire()
             seq += 1
             record.sequence = seq
@@ -93,15 +108,26 @@ async def one_agent(address: str, agent_id: str, seconds: float, window: int, la
         return acked
 
 
-async def generate(address: str, agents: int, seconds: float, window: int, prefix: str) -> dict[str, Any]:
+async def generate(
+    address: str, agents: int, seconds: float, window: int, prefix: str, rate: float = 0.0
+) -> dict[str, Any]:
     latencies: list[float] = []
+    ack_messages = [0]
     start = time.monotonic()
     cpu0 = resource.getrusage(resource.RUSAGE_SELF)
     port = address.rsplit(":", 1)[1]
     # The server listens on all of 127/8: agents spread over 127.0.0.1-4 (more 4-tuples for many streams).
     counts = await asyncio.gather(
         *(
-            one_agent(f"127.0.0.{1 + i % 4}:{port}", f"{prefix}-{i:05d}", seconds, window, latencies)
+            one_agent(
+                f"127.0.0.{1 + i % 4}:{port}",
+                f"{prefix}-{i:05d}",
+                seconds,
+                window,
+                latencies,
+                ack_messages,
+                rate / agents,
+            )
             for i in range(agents)
         )
     )
@@ -115,6 +141,7 @@ async def generate(address: str, agents: int, seconds: float, window: int, prefi
 
     return {
         "acked": sum(counts),
+        "records_per_ack": sum(counts) / max(1, ack_messages[0]),
         "seconds": elapsed,
         "rate": sum(counts) / seconds,
         "generator_cpu": cpu / elapsed,
@@ -188,7 +215,7 @@ def produce_only(bootstrap: str, seconds: float) -> dict[str, Any]:
 # -- orchestration -------------------------------------------------------------------------------------
 
 
-def run_generator(address: str, args: argparse.Namespace, prefix: str) -> dict[str, Any]:
+def run_generator(address: str, args: argparse.Namespace, prefix: str, rate: float = 0.0) -> dict[str, Any]:
     out = subprocess.run(
         [
             sys.executable,
@@ -203,6 +230,8 @@ def run_generator(address: str, args: argparse.Namespace, prefix: str) -> dict[s
             str(args.window),
             "--prefix",
             prefix,
+            "--rate",
+            str(rate),
         ],
         capture_output=True,
         text=True,
@@ -217,17 +246,77 @@ def process_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def measure_ceilings(bootstrap: str, args: argparse.Namespace, results: dict[str, Any]) -> None:
+    port = free_port()
+    echo = subprocess.Popen([sys.executable, __file__, "--echo", str(port)], stdout=subprocess.PIPE, text=True)
+    assert echo.stdout is not None and "echo ready" in echo.stdout.readline()
+    cpu0 = process_cpu(echo.pid)
+    results["grpc_echo"] = run_generator(f"127.0.0.1:{port}", args, "echo")
+    results["grpc_echo"]["server_cpu"] = (process_cpu(echo.pid) - cpu0) / results["grpc_echo"]["seconds"]
+    echo.terminate()
+    echo.wait(10)
+    results["kafka_produce_only"] = produce_only(bootstrap, args.seconds)
+
+
+def measure_monitord(
+    tmp: Path, bootstrap: str, args: argparse.Namespace, rate: float = 0.0, profile: str | None = None
+) -> dict[str, Any]:
+    port = free_port()
+    server, address = start_monitord(
+        tmp,
+        bootstrap,
+        name=f"bench-ingest-{port}",
+        port=port,
+        extra={
+            "server": {
+                "listen": f"0.0.0.0:{port}",
+                "log_each_record": False,
+                "limits": {"messages_per_second": 1_000_000},
+            },
+        },
+    )
+    assert server.popen is not None
+    spy = None
+    if profile:
+        spy_args = [
+            "--gil",
+            "--format",
+            "raw",
+            "--rate",
+            "200",
+            "--duration",
+            str(int(args.seconds)),
+            "--output",
+            profile,
+        ]
+        spy = subprocess.Popen(
+            [str(Path(sys.executable).parent / "py-spy"), "record", *spy_args, "--pid", str(server.popen.pid)],
+            stdout=subprocess.DEVNULL,
+        )
+    cpu0 = process_cpu(server.popen.pid)
+    result = run_generator(address, args, f"ingest-{uuid.uuid4().hex[:6]}", rate)
+    result["server_cpu"] = (process_cpu(server.popen.pid) - cpu0) / result["seconds"]
+    if spy is not None:
+        spy.wait(60)
+    server.stop()
+    return result
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--agents", type=int, default=50)
     p.add_argument("--seconds", type=float, default=15)
     p.add_argument("--window", type=int, default=64, help="records in flight per simulated agent")
     p.add_argument("--generate", metavar="ADDRESS", help=argparse.SUPPRESS)
+    p.add_argument("--rate", type=float, default=0.0, help=argparse.SUPPRESS)
     p.add_argument("--echo", type=int, metavar="PORT", help=argparse.SUPPRESS)
     p.add_argument("--prefix", default="ingest", help=argparse.SUPPRESS)
+    p.add_argument("--profile", metavar="FILE", help="record monitord with py-spy (collapsed stacks) into FILE")
+    p.add_argument("--only-monitord", action="store_true", help="skip the ceilings and the 70 %% run (profiling)")
     args = p.parse_args()
     if args.generate:
-        print(json.dumps(asyncio.run(generate(args.generate, args.agents, args.seconds, args.window, args.prefix))))
+        result = asyncio.run(generate(args.generate, args.agents, args.seconds, args.window, args.prefix, args.rate))
+        print(json.dumps(result))
         return 0
     if args.echo:
         asyncio.run(echo_server(args.echo))
@@ -237,34 +326,14 @@ def main() -> int:
     broker, own_broker = bench_broker(tmp)
     results: dict[str, Any] = {}
     try:
-        port = free_port()
-        echo = subprocess.Popen([sys.executable, __file__, "--echo", str(port)], stdout=subprocess.PIPE, text=True)
-        assert echo.stdout is not None and "echo ready" in echo.stdout.readline()
-        cpu0 = process_cpu(echo.pid)
-        results["grpc_echo"] = run_generator(f"127.0.0.1:{port}", args, "echo")
-        results["grpc_echo"]["server_cpu"] = (process_cpu(echo.pid) - cpu0) / results["grpc_echo"]["seconds"]
-        echo.terminate()
-        echo.wait(10)
-        results["kafka_produce_only"] = produce_only(broker.bootstrap, args.seconds)
-        port = free_port()
-        server, address = start_monitord(
-            tmp,
-            broker.bootstrap,
-            name="bench-ingest",
-            port=port,
-            extra={
-                "server": {
-                    "listen": f"0.0.0.0:{port}",
-                    "log_each_record": False,
-                    "limits": {"messages_per_second": 1_000_000},
-                },
-            },
-        )
-        assert server.popen is not None
-        cpu0 = process_cpu(server.popen.pid)
-        results["monitord"] = run_generator(address, args, f"ingest-{uuid.uuid4().hex[:6]}")
-        results["monitord"]["server_cpu"] = (process_cpu(server.popen.pid) - cpu0) / results["monitord"]["seconds"]
-        server.stop()
+        if not args.only_monitord:
+            measure_ceilings(broker.bootstrap, args, results)
+        results["monitord"] = measure_monitord(tmp, broker.bootstrap, args, profile=args.profile)
+        if args.only_monitord:
+            print(json.dumps(results))
+            return 0
+        # Latency at 70 % of the throughput just measured: paced senders, not a full window each.
+        results["monitord_70"] = measure_monitord(tmp, broker.bootstrap, args, rate=0.7 * results["monitord"]["rate"])
     finally:
         if own_broker:
             broker.stop()

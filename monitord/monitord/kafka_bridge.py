@@ -137,34 +137,38 @@ class KafkaProducerBridge:
 
     # -- producing -------------------------------------------------------------------------------
 
+    def produce_nowait(
+        self, topic: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]]
+    ) -> asyncio.Future[None] | None:
+        """Hand one record to librdkafka if its local queue has room; None if it is full.
+
+        The future resolves when Kafka has the record, or fails with :class:`DeliveryError`.
+        """
+        assert self._loop is not None and self._producer is not None, "start() first"
+        if self._closed:
+            raise ProducerClosed()
+        fut: asyncio.Future[None] = self._loop.create_future()
+        reports = self._reports
+        try:
+            self._producer.produce(
+                topic, value=value, key=key, headers=headers, on_delivery=lambda err, _msg: reports.append((fut, err))
+            )
+        except BufferError:
+            return None
+        except confluent_kafka.KafkaException as exc:
+            raise DeliveryError(str(exc.args[0] if exc.args else exc), retriable=False) from None
+        return fut
+
     async def produce(
         self, topic: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]]
     ) -> asyncio.Future[None]:
-        """Hand one record to librdkafka; the returned future resolves when Kafka has it.
-
-        When librdkafka's local queue is full this waits (backpressure) instead of dropping.
-        The future fails with :class:`DeliveryError` if Kafka never confirms the record.
-        """
-        assert self._loop is not None and self._producer is not None, "start() first"
-        fut: asyncio.Future[None] = self._loop.create_future()
+        """:meth:`produce_nowait`, waiting while librdkafka's local queue is full (backpressure,
+        not drops)."""
         delay = 0.005
-        while True:
-            if self._closed:
-                raise ProducerClosed()
-            try:
-                self._producer.produce(
-                    topic,
-                    value=value,
-                    key=key,
-                    headers=headers,
-                    on_delivery=lambda err, _msg: self._reports.append((fut, err)),
-                )
-                return fut
-            except BufferError:
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 0.2)
-            except confluent_kafka.KafkaException as exc:
-                raise DeliveryError(str(exc.args[0] if exc.args else exc), retriable=False) from None
+        while (fut := self.produce_nowait(topic, key, value, headers)) is None:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.2)
+        return fut
 
     def publish_soon(self, topic: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]], what: str) -> None:
         """Produce in the background (monitord's own records: presence, command answers); a
@@ -210,8 +214,9 @@ class KafkaProducerBridge:
     def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
         if not self._reports:
             return
-        # Delivery callbacks run inside poll() on this thread, so swapping the list here is safe.
-        batch, self._reports = self._reports, []
+        # Delivery callbacks run inside poll() on this thread, so taking the list here is safe.
+        batch = self._reports.copy()
+        self._reports.clear()
         with contextlib.suppress(RuntimeError):  # loop closed during interpreter shutdown
             loop.call_soon_threadsafe(self._settle, batch)
 

@@ -22,16 +22,19 @@ class RateLimiter:
         self._last = clock()
         self.throttled = 0
 
-    async def acquire(self) -> None:
+    def take(self) -> float:
+        """Take a token: 0 if one was there, else the seconds to wait (the token is then owed)."""
         now = self._clock()
-        self._tokens = min(self.capacity, self._tokens + (now - self._last) * self.rate)
+        self._tokens = min(self.capacity, self._tokens + (now - self._last) * self.rate) - 1
         self._last = now
-        if self._tokens < 1:
-            self.throttled += 1
-            await asyncio.sleep((1 - self._tokens) / self.rate)
-            self._tokens = 1
-            self._last = self._clock()
-        self._tokens -= 1
+        if self._tokens >= 0:
+            return 0.0
+        self.throttled += 1
+        return -self._tokens / self.rate
+
+    async def acquire(self) -> None:
+        if (delay := self.take()) > 0:
+            await asyncio.sleep(delay)
 
 
 def _too_long(limits: LimitsSection, *values: str) -> bool:
@@ -42,30 +45,33 @@ def _too_long(limits: LimitsSection, *values: str) -> bool:
 
 def _labels_problem(labels: dict[str, str] | object, limits: LimitsSection) -> str | None:
     items = list(labels.items()) if hasattr(labels, "items") else []
-    if len(items) > limits.max_labels:
-        return f"{len(items)} labels (limit {limits.max_labels})"
     if any(len(k.encode()) > limits.max_label_bytes or len(v.encode()) > limits.max_label_bytes for k, v in items):
         return f"a label longer than {limits.max_label_bytes} bytes"
     return None
 
 
-def metrics_problem(m: pb.MetricsData, limits: LimitsSection) -> str | None:
-    """Why ``m`` exceeds the limits, or None."""
+def metrics_problem(m: pb.MetricsData, limits: LimitsSection, size: int | None = None) -> str | None:
+    """Why ``m`` exceeds the limits, or None. ``size``: its serialized size, if known."""
     if len(m.disks) > limits.max_disks or len(m.disk_io) > limits.max_disks:
         return f"more than {limits.max_disks} disks"
     if len(m.network.interfaces) > limits.max_interfaces:
         return f"more than {limits.max_interfaces} network interfaces"
     if len(m.cpu.per_core_percent) > limits.max_cores:
         return f"more than {limits.max_cores} CPU cores"
-    if _too_long(limits, m.agent_id, m.hostname, m.source):
-        return f"a string field longer than {limits.max_string_bytes} bytes"
-    if any(_too_long(limits, d.mountpoint, d.device, d.fstype) for d in m.disks) or any(
-        _too_long(limits, d.device) for d in m.disk_io
-    ):
-        return f"a disk name longer than {limits.max_string_bytes} bytes"
-    if any(_too_long(limits, i.name) for i in m.network.interfaces):
-        return f"an interface name longer than {limits.max_string_bytes} bytes"
-    return _labels_problem(m.labels, limits)
+    if len(m.labels) > limits.max_labels:
+        return f"{len(m.labels)} labels (limit {limits.max_labels})"
+    # No string is longer than the (sub)message holding it: the common case walks no fields.
+    cap = limits.max_string_bytes
+    if (m.ByteSize() if size is None else size) > cap:
+        if _too_long(limits, m.agent_id, m.hostname, m.source):
+            return f"a string field longer than {cap} bytes"
+        if any(d.ByteSize() > cap and _too_long(limits, d.mountpoint, d.device, d.fstype) for d in m.disks) or any(
+            d.ByteSize() > cap and _too_long(limits, d.device) for d in m.disk_io
+        ):
+            return f"a disk name longer than {cap} bytes"
+        if any(i.ByteSize() > cap and _too_long(limits, i.name) for i in m.network.interfaces):
+            return f"an interface name longer than {cap} bytes"
+    return _labels_problem(m.labels, limits) if m.labels else None
 
 
 def response_problem(r: pb.CommandResponseMessage, limits: LimitsSection) -> str | None:

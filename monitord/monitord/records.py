@@ -57,21 +57,38 @@ def encode(
     sequence: int | None = None,
 ) -> tuple[bytes, bytes, Headers]:
     """Return (key, value, headers) for ``message``."""
-    if encoding == "json":
-        value = json_format.MessageToJson(message, indent=None, preserving_proto_field_name=False).encode()
-        content_type = JSON
-    else:
-        value = message.SerializeToString()
-        content_type = PROTOBUF
-    headers: Headers = [
-        ("message-type", message.DESCRIPTOR.full_name.encode()),
-        ("content-type", content_type.encode()),
-        ("agent-id", agent_id.encode()),
-        ("server-id", server_id.encode()),
-    ]
-    if sequence is not None:
-        headers.append(("sequence", str(sequence).encode()))
-    return agent_id.encode(), value, headers
+    encoder = StreamEncoder(agent_id=agent_id, server_id=server_id, encoding=encoding)
+    value, headers = encoder.encode(message, sequence)
+    return encoder.key, value, headers
+
+
+class StreamEncoder:
+    """:func:`encode` for the records of one agent stream, with the constant key and headers built
+    once (the hot path: one call per received record)."""
+
+    def __init__(self, *, agent_id: str, server_id: str, encoding: Literal["protobuf", "json"] = "protobuf") -> None:
+        self._json = encoding == "json"
+        self.key = agent_id.encode()
+        self._common = [
+            ("content-type", (JSON if self._json else PROTOBUF).encode()),
+            ("agent-id", self.key),
+            ("server-id", server_id.encode()),
+        ]
+        self._headers: dict[str, Headers] = {}
+
+    def encode(self, message: Message, sequence: int | None = None) -> tuple[bytes, Headers]:
+        """Return (value, headers); the key is :attr:`key`."""
+        if self._json:
+            value = json_format.MessageToJson(message, indent=None, preserving_proto_field_name=False).encode()
+        else:
+            value = message.SerializeToString()
+        name = message.DESCRIPTOR.full_name
+        headers = self._headers.get(name)
+        if headers is None:
+            headers = self._headers[name] = [("message-type", name.encode()), *self._common]
+        if sequence is None:
+            return value, list(headers)  # a copy: callers may add their own headers
+        return value, [*headers, ("sequence", str(sequence).encode())]
 
 
 def header(headers: HeadersIn, name: str) -> str | None:

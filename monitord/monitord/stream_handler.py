@@ -29,7 +29,7 @@ from monitoring.v1 import monitoring_pb2 as pb
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: one per record, and a frozen __init__ costs several times more
 class _Pending:
     kind: pb.AckKind.ValueType
     future: asyncio.Future[None]
@@ -64,6 +64,9 @@ class AgentStream:
         self._pending: deque[_Pending | None] = deque()
         self._pending_ready = asyncio.Event()
         self._server_id = cfg.server.effective_server_id
+        self._encoder = records.StreamEncoder(
+            agent_id=session.agent_id, server_id=self._server_id, encoding=cfg.kafka.value_encoding
+        )
 
     async def run(self, requests: AsyncIterator[pb.AgentMessage]) -> None:
         """Serve the stream; returns when the agent half-closed and every ack was written.
@@ -78,9 +81,11 @@ class AgentStream:
             self._release_unacked()
 
     async def _read_loop(self, requests: AsyncIterator[pb.AgentMessage]) -> None:
+        session, rate = self._session, self._rate
         async for message in requests:
-            self._session.last_seen = time.monotonic()
-            await self._rate.acquire()
+            session.last_seen = time.monotonic()
+            if (delay := rate.take()) > 0:
+                await asyncio.sleep(delay)
             await self._handle(message)
         # The agent half-closed: the acker finishes what is outstanding, then the call ends OK.
         self._put(None)
@@ -113,20 +118,12 @@ class AgentStream:
                 pb.ACK_KIND_METRICS, f"agent_id {metrics.agent_id!r} does not match stream", metrics.sequence
             )
             return
-        problem = metrics_problem(metrics, self._cfg.server.limits)
+        value, headers = self._encoder.encode(metrics, metrics.sequence)
+        problem = metrics_problem(metrics, self._cfg.server.limits, len(value))
         if problem is not None:
             await self._reject(pb.ACK_KIND_METRICS, f"record exceeds limits: {problem}", metrics.sequence)
             return
-        key, value, headers = records.encode(
-            metrics,
-            agent_id=agent_id,
-            server_id=self._server_id,
-            encoding=self._cfg.kafka.value_encoding,
-            sequence=metrics.sequence,
-        )
-        await self._forward(
-            pb.ACK_KIND_METRICS, self._cfg.kafka.topics.metrics, key, value, headers, sequence=metrics.sequence
-        )
+        await self._forward(pb.ACK_KIND_METRICS, self._cfg.kafka.topics.metrics, value, headers, metrics.sequence)
 
     async def _handle_response(self, response: pb.CommandResponseMessage) -> None:
         agent_id = self._session.agent_id
@@ -145,13 +142,10 @@ class AgentStream:
         response.reported_by = response.reported_by or "agent"
         self._stats.command_responses += 1
         self._on_response(response)
-        key, value, headers = records.encode(
-            response, agent_id=agent_id, server_id=self._server_id, encoding=self._cfg.kafka.value_encoding
-        )
+        value, headers = self._encoder.encode(response)
         await self._forward(
             pb.ACK_KIND_COMMAND_RESPONSE,
             self._cfg.kafka.topics.command_responses,
-            key,
             value,
             headers,
             command_id=response.command_id,
@@ -174,19 +168,21 @@ class AgentStream:
         self,
         kind: pb.AckKind.ValueType,
         topic: str,
-        key: bytes,
         value: bytes,
         headers: records.Headers,
-        *,
         sequence: int = 0,
+        *,
         command_id: str = "",
         command_status: pb.CommandStatus.ValueType = pb.COMMAND_STATUS_UNSPECIFIED,
     ) -> None:
         # Bounded in-flight: block reading (not buffer) when Kafka is slower than the agents.
         await self._mine.acquire()
         await self._total.acquire()
+        key = self._encoder.key
         try:
-            future = await self._bridge.produce(topic, key, value, headers)
+            future = self._bridge.produce_nowait(topic, key, value, headers)
+            if future is None:  # librdkafka's queue is full: wait for room
+                future = await self._bridge.produce(topic, key, value, headers)
         except DeliveryError as exc:
             future = asyncio.get_running_loop().create_future()
             future.set_exception(exc)
