@@ -10,6 +10,7 @@ import sys
 import time
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import confluent_kafka
 import google.protobuf
@@ -17,6 +18,22 @@ import grpc
 
 REPO = Path(__file__).resolve().parents[1]
 START, END = "<!-- bench-run:start -->", "<!-- bench-run:end -->"
+
+
+def fp_rows(fp: dict[str, Any], interval: str) -> str:
+    """M4 rows for one interval: monitor-agentd, node_exporter, and their ratio."""
+
+    def r(x: float | None) -> str:
+        return "—" if x is None else f"{x:.2f}"
+
+    return "\n".join(
+        (
+            f"| {interval} | monitor-agentd | {fp['cpu_percent']:.2f} | {fp['pss_mib_max']:.1f} |",
+            f"| {interval} | node_exporter | {fp['node_exporter_cpu_percent']:.2f} | "
+            f"{fp['node_exporter_pss_mib_max']:.1f} |",
+            f"| {interval} | ratio | {r(fp['cpu_ratio'])} | {r(fp['pss_ratio'])} |",
+        )
+    )
 
 
 def main() -> int:
@@ -53,12 +70,15 @@ Kafka 4.1.1 (KRaft, single node). Kafka, servers and load generators share the m
 Latencies are at saturation (every simulated agent keeps a full window in flight), not at 70 % load.
 monitord is one Python process: it is CPU-bound on one core (server CPU ≈ 1.0).
 
-### M4 agent footprint (monitor-agentd, real mode)
+### M4 agent footprint (monitor-agentd, real mode, vs node_exporter {fp1["node_exporter_version"]})
 
-| interval | CPU (% of one core) | PSS max (MiB) |
-|---:|---:|---:|
-| 1 s | {fp1["cpu_percent"]:.2f} | {fp1["pss_mib_max"]:.1f} |
-| 10 s | {fp10["cpu_percent"]:.2f} | {fp10["pss_mib_max"]:.1f} |
+| interval | agent | CPU (% of one core) | PSS max (MiB) |
+|---:|---|---:|---:|
+{fp_rows(fp1, "1 s")}
+{fp_rows(fp10, "10 s")}
+
+node_exporter (default collectors) is scraped at the same interval over the same window as the agent,
+both running at once; the ratio row is monitor-agentd / node_exporter. The scraper's CPU is not counted.
 
 ### M5 reconnect storm
 
