@@ -125,13 +125,27 @@ def decode(
         raise RecordDecodeError("record has no value")
     message = cls()
     content_type = header(headers, "content-type")
-    looks_json = value[:1] in (b"{", b" ", b"\n")
     try:
-        if content_type == JSON or (content_type is None and looks_json):
+        if content_type == JSON:
             json_format.Parse(value.decode("utf-8"), message, ignore_unknown_fields=False)
+        elif content_type is None and value.lstrip()[:1] == b"{":
+            _parse_unlabelled(value, message)
         else:
             message.ParseFromString(value)
     except (DecodeError, json_format.ParseError, UnicodeDecodeError) as exc:
         raise RecordDecodeError(f"cannot decode {cls.DESCRIPTOR.full_name}: {exc}") from None
     agent_id = key.decode("utf-8", "replace") if key else getattr(message, "agent_id", "")
     return DecodedRecord(agent_id=agent_id, message=message, server_id=header(headers, "server-id"))
+
+
+def _parse_unlabelled(value: bytes, message: Message) -> None:
+    """A record without content-type that looks like JSON: JSON, else protobuf (whose bytes can
+    start with whitespace and ``{``: field 1 with length 123 is ``\\n{``)."""
+    try:
+        json_format.Parse(value.decode("utf-8"), message, ignore_unknown_fields=False)
+    except (json_format.ParseError, UnicodeDecodeError) as json_error:
+        message.Clear()
+        try:
+            message.ParseFromString(value)
+        except DecodeError:
+            raise json_error from None  # it was meant as JSON: say what is wrong with it

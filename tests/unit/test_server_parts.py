@@ -37,6 +37,20 @@ def test_decode_refuses_garbage() -> None:
         records.decode(b"k", b"{}", [("message-type", b"nope")])
 
 
+@pytest.mark.parametrize("command_id", ["c1", "x" * 123])  # field 1, length 123: the bytes start "\\n{"
+def test_records_without_content_type_are_told_apart(command_id: str) -> None:
+    """Hand-written producers may leave out content-type: protobuf (which starts with a newline
+    byte, field 1) and JSON are both understood."""
+    cmd = pb.CommandMessage(command_id=command_id, agent_id="web-1", command="ping")
+    only_type = [("message-type", b"monitoring.v1.CommandMessage")]
+    assert cmd.SerializeToString()[:1] == b"\n"
+    assert records.decode(None, cmd.SerializeToString(), only_type).message == cmd
+    text = b' {"commandId": "%s", "agentId": "web-1", "command": "ping"}' % command_id.encode()
+    assert records.decode(None, text, only_type).message == cmd
+    with pytest.raises(records.RecordDecodeError, match="JSON"):
+        records.decode(None, b'{"agentId": ', only_type)
+
+
 def test_producer_is_idempotent_with_acks_all() -> None:
     conf = producer_config(KafkaSection(producer={"security.protocol": "SSL"}), "monitord-x")  # type: ignore[arg-type]
     assert conf["enable.idempotence"] is True and conf["acks"] == "all"
