@@ -324,7 +324,7 @@ def main() -> int:
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     broker, own_broker = bench_broker(tmp)
-    results: dict[str, Any] = {}
+    results: dict[str, Any] = {"agents": args.agents, "window": args.window, "seconds": args.seconds}
     try:
         if not args.only_monitord:
             measure_ceilings(broker.bootstrap, args, results)
