@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import logging
 import time
 from collections.abc import Callable
@@ -117,6 +118,11 @@ class Monitord:
             raise StartupError(f"cannot listen on {self.cfg.server.listen} (address in use or not available)")
         await server.start()
         self._server = server
+        # What start-up created (modules, descriptors, config) lives for the whole run: keep it out
+        # of every collection. Per-record objects are freed by reference counting, so young-object
+        # collections can be rarer (measured with bench/ingest.py: about 5-10 % less CPU per record).
+        gc.freeze()
+        gc.set_threshold(20_000, 20, 50)
         log.info(
             "monitord %s (server id %s) listening on %s",
             __version__,
