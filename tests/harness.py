@@ -242,6 +242,7 @@ def start_monitord(
             "auth": {"require_identity": False},
         },
         "kafka": {"bootstrap_servers": bootstrap, "delivery_timeout_ms": 10000, "linger_ms": 1},
+        "metrics": {"listen": f"127.0.0.1:{free_port()}"},
     }
     for section, values in (extra or {}).items():
         cfg.setdefault(section, {}).update(values)

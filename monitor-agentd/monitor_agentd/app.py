@@ -22,7 +22,7 @@ from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from monitor_agentd import __version__, credentials
+from monitor_agentd import __version__, credentials, metrics
 from monitor_agentd.backoff import Backoff, BackoffPolicy
 from monitor_agentd.collectors import Collector, make_collector
 from monitor_agentd.commands import CommandRunner
@@ -37,6 +37,7 @@ from monitor_agentd.stream import Link
 from monitoring.v1 import monitoring_pb2 as pb
 from monitoring_common import logsetup
 from monitoring_common.exits import EX_OK, EX_TEMPFAIL
+from monitoring_common.metrics_http import LatencyHistogram, MetricsEndpoint
 from monitoring_common.notify import Notifier, reload_config, supervise
 
 log = logging.getLogger(__name__)
@@ -86,6 +87,11 @@ class Agent:
         )
         c = cfg.connection
         self.backoff = Backoff(BackoffPolicy.from_config(c))
+        self.backoff_delay = 0.0
+        self.reconnects = 0
+        self.collected = 0
+        self.collect_seconds = LatencyHistogram(metrics.COLLECT_BUCKETS)
+        self.metrics: MetricsEndpoint | None = metrics.endpoint(self) if cfg.metrics.listen else None
         self.link = Link(
             c,
             self.agent_id,
@@ -150,6 +156,13 @@ class Agent:
             await asyncio.gather(*tasks, return_exceptions=True)
             self.spool.close()  # everything unacknowledged is already on disk; replayed next start
             self.state.release()
+            if self.metrics is not None:
+                self.metrics.close()
+
+    def start_metrics(self) -> None:
+        """Serve /metrics if configured; OSError (naming the address) if it cannot listen."""
+        if self.metrics is not None:
+            self.metrics.start()
 
     def healthy(self) -> bool:
         """Watchdog condition: collection keeps happening (a wedged loop stops the pings anyway)."""
@@ -257,8 +270,11 @@ class Agent:
 
     def collect_now(self) -> int:
         """Collect one record into the spool (also the ``collect`` command); returns its sequence."""
+        started = time.monotonic()
         record = self._collect()
         self.last_collect = time.monotonic()
+        self.collect_seconds.observe(self.last_collect - started)
+        self.collected += 1
         connected = self.link.connected.is_set()
         self.spool.add(record)
         log.info(
@@ -351,6 +367,8 @@ class Agent:
             if self.link.last_stream_seconds >= self.cfg.connection.healthy_after_seconds or immediate:
                 self.backoff.reset()
             delay = 0.0 if immediate else self.backoff.next_delay()
+            self.reconnects += 1
+            self.backoff_delay = delay
             self.connection_state = f"backing off {delay:.1f}s after: {reason}"
             log.warning(
                 "✗ Connection to %s failed: %s; reconnecting in %.1fs (%d metrics spooled)",
@@ -360,6 +378,7 @@ class Agent:
                 len(self.spool),
             )
             await asyncio.sleep(delay)
+            self.backoff_delay = 0.0
         raise AssertionError("unreachable")  # itertools.count() never ends
 
 

@@ -15,7 +15,7 @@ from monitor_agentd.errors import CredentialsError, StateDirError
 from monitoring_common import logsetup, runner
 from monitoring_common.cli_support import load_config_file, load_or_exit, override_error
 from monitoring_common.config_loader import ConfigError, InvalidField
-from monitoring_common.exits import EX_CANTCREAT, EX_CONFIG, EX_OK
+from monitoring_common.exits import EX_CANTCREAT, EX_CONFIG, EX_OK, EX_UNAVAILABLE
 
 log = logging.getLogger("monitor_agentd")
 
@@ -111,6 +111,12 @@ def main(argv: list[str] | None = None) -> int:
         except CredentialsError as exc:
             log.error("monitor-agentd cannot start: %s", exc)
             return EX_CONFIG
+        try:
+            agent.start_metrics()
+        except OSError as exc:
+            log.error("monitor-agentd cannot start: %s", exc)
+            agent.state.release()
+            return EX_UNAVAILABLE
         return await agent.run(stop, reload, lambda: load_config(args))
 
     return runner.run(body)

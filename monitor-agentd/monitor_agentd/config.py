@@ -14,7 +14,7 @@ from types import MappingProxyType
 from typing import Literal
 
 from monitoring_common.config_loader import InvalidField, setting, split_hostport
-from monitoring_common.sections import LoggingSection
+from monitoring_common.sections import LoggingSection, MetricsSection
 
 DEFAULT_PATH = "/etc/monitor-agentd/agent.yaml"
 
@@ -109,6 +109,9 @@ class ConnectionSection:
     )
     ack_timeout_seconds: float = setting(
         60.0, "With --iterations: how long to wait for the last acks before giving up (exit 75).", min=0.1, max=86_400
+    )
+    compression: Literal["none", "gzip"] = setting(
+        "gzip", "Compression of what the agent sends (records, heartbeats, command output); takes effect on reconnect."
     )
 
     def __post_init__(self) -> None:
@@ -231,3 +234,4 @@ class AgentConfig:
     spool: SpoolSection = setting(factory=SpoolSection, doc="Unacknowledged records.")
     commands: CommandsSection = setting(factory=CommandsSection, doc="Command execution.")
     logging: LoggingSection = setting(factory=LoggingSection, doc="Logging.")
+    metrics: MetricsSection = setting(factory=MetricsSection, doc="Prometheus metrics (off by default).")

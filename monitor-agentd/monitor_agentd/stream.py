@@ -27,6 +27,9 @@ from monitoring.v1 import monitoring_pb2_grpc as pb_grpc
 log = logging.getLogger(__name__)
 
 
+COMPRESSION = {"none": grpc.Compression.NoCompression, "gzip": grpc.Compression.Gzip}
+
+
 def channel_options(cfg: ConnectionSection) -> list[tuple[str, int]]:
     """HTTP/2 keepalive agreed with monitord's (monitord.app.KEEPALIVE_OPTIONS)."""
     return [
@@ -91,10 +94,11 @@ class Link:
             raise LinkFailed(str(exc)) from None
         options = [*channel_options(self._cfg), *creds.options]
         try:
+            compression = COMPRESSION[self._cfg.compression]
             if creds.channel is None:
-                channel = grpc.aio.insecure_channel(address, options=options)
+                channel = grpc.aio.insecure_channel(address, options=options, compression=compression)
             else:
-                channel = grpc.aio.secure_channel(address, creds.channel, options=options)
+                channel = grpc.aio.secure_channel(address, creds.channel, options=options, compression=compression)
             async with channel:
                 stub = pb_grpc.MonitoringServiceStub(channel)
                 ack = await stub.RegisterAgent(

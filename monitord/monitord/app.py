@@ -11,12 +11,13 @@ from collections.abc import Callable
 
 import grpc
 
-from monitord import __version__, records
+from monitord import __version__, metrics, records
 from monitord.auth import AuthConfigError, Authenticator, load_tokens, server_credentials
 from monitord.command_intake import CommandIntake
 from monitord.commands import CommandRouter
 from monitord.config import MonitordConfig
 from monitord.errors import MonitordError
+from monitord.health import HealthReporter
 from monitord.kafka_bridge import KafkaProducerBridge, ProducerFactory
 from monitord.presence import PresencePublisher
 from monitord.service import MonitoringService
@@ -25,6 +26,7 @@ from monitord.stats import ServerStats
 from monitoring.v1 import monitoring_pb2 as pb
 from monitoring.v1 import monitoring_pb2_grpc as pb_grpc
 from monitoring_common import logsetup
+from monitoring_common.metrics_http import MetricsEndpoint
 from monitoring_common.notify import Notifier, reload_config, supervise
 
 log = logging.getLogger(__name__)
@@ -40,6 +42,8 @@ KEEPALIVE_OPTIONS = [
     ("grpc.http2.max_ping_strikes", 2),
 ]
 
+
+COMPRESSION = {"none": grpc.Compression.NoCompression, "gzip": grpc.Compression.Gzip}
 
 Reloader = Callable[[], MonitordConfig]
 
@@ -66,8 +70,13 @@ class Monitord:
         self.stats = ServerStats()
         self.sessions = SessionRegistry()
         self.bridge = KafkaProducerBridge(
-            cfg.kafka, client_id=f"monitord-{cfg.server.effective_server_id}", producer_factory=producer_factory
+            cfg.kafka,
+            client_id=f"monitord-{cfg.server.effective_server_id}",
+            producer_factory=producer_factory,
+            on_state_change=self._kafka_state_changed,
         )
+        self.health = HealthReporter()
+        self.metrics: MetricsEndpoint | None = None
         server_id = cfg.server.effective_server_id
         self.presence = PresencePublisher(self.bridge, cfg.kafka, server_id)
         self.router = CommandRouter(cfg.commands, self.sessions, self._emit_response, server_id)
@@ -89,11 +98,12 @@ class Monitord:
         self.notifier.extend_timeout(30)
         await self.bridge.start()
         server = grpc.aio.server(
+            compression=COMPRESSION[self.cfg.server.compression],
             options=[
                 ("grpc.max_receive_message_length", self.cfg.server.max_message_bytes),
                 ("grpc.so_reuseport", 0),
                 *KEEPALIVE_OPTIONS,
-            ]
+            ],
         )
         try:
             credentials = server_credentials(self.cfg.server)
@@ -104,6 +114,7 @@ class Monitord:
             self.cfg, self.bridge, self.sessions, self.stats, self.presence, self.router, self.auth
         )
         pb_grpc.add_MonitoringServiceServicer_to_server(self.service, server)
+        self.health.attach(server)
         try:
             if credentials is None:
                 log.warning("TLS is off (server.tls.mode: plaintext): agent traffic and identities are not protected")
@@ -116,8 +127,15 @@ class Monitord:
             raise StartupError(f"cannot listen on {self.cfg.server.listen}: {exc}") from None
         if self.port == 0:
             raise StartupError(f"cannot listen on {self.cfg.server.listen} (address in use or not available)")
+        if self.cfg.metrics.listen:
+            self.metrics = metrics.endpoint(self)
+            try:
+                self.metrics.start()
+            except OSError as exc:
+                raise StartupError(str(exc)) from None
         await server.start()
         self._server = server
+        await self.health.set_serving(self.bridge.kafka_up)
         # What start-up created (modules, descriptors, config) lives for the whole run: keep it out
         # of every collection. Per-record objects are freed by reference counting, so young-object
         # collections can be rarer (measured with bench/ingest.py: about 5-10 % less CPU per record).
@@ -148,6 +166,15 @@ class Monitord:
             )
 
         self.notifier.ready(self.status_line())
+
+    def _kafka_state_changed(self, up: bool, _detail: str) -> None:
+        # Load balancers send agents elsewhere while this instance cannot store their records.
+        task = asyncio.get_running_loop().create_task(self.health.set_serving(up))
+        self._tasks.append(task)
+        task.add_done_callback(self._tasks.remove)
+
+    def inflight(self) -> int:
+        return self.service.inflight() if self._server is not None else 0
 
     def _emit_response(self, response: pb.CommandResponseMessage) -> None:
         key, value, headers = records.encode(
@@ -285,6 +312,7 @@ class Monitord:
         self.notifier.extend_timeout(grace + 15)
         deadline = time.monotonic() + grace
         self.sessions.draining = True  # new registrations and streams get UNAVAILABLE
+        await self.health.shutting_down()  # NOT_SERVING from now on
         if self._server is not None:
             log.info("Shutting down: %d agents connected, grace %.0fs", len(self.sessions), grace)
             await self._redirect_agents(deadline)
@@ -294,6 +322,8 @@ class Monitord:
         await self.intake.close()
         await self.bridge.drain(timeout=grace)
         left = await self.bridge.close(timeout=grace)
+        if self.metrics is not None:
+            self.metrics.close()
         log.info(
             "monitord stopped (%d forwarded, %d failed, %d left undelivered)",
             self.stats.forwarded,

@@ -19,7 +19,7 @@ from typing import Literal
 import yaml
 
 from monitoring_common.config_loader import ConfigError, InvalidField, setting, split_hostport
-from monitoring_common.sections import LoggingSection
+from monitoring_common.sections import LoggingSection, MetricsSection
 
 DEFAULT_PATH = "/etc/monitord/monitord.yaml"
 
@@ -113,8 +113,14 @@ class ServerSection:
     tls: TlsSection = setting(factory=TlsSection, doc="Transport security.")
     auth: AuthSection = setting(factory=AuthSection, doc="Agent authentication.")
     limits: LimitsSection = setting(factory=LimitsSection, doc="Per-agent limits.")
+    compression: Literal["none", "gzip"] = setting(
+        "none",
+        "Compression of what monitord sends to agents (acks and commands are small: off by default). "
+        "What agents send is decompressed whatever they chose.",
+    )
     log_each_record: bool = setting(
-        True, "Log one line per forwarded record (the seed's '✓ Forwarded metrics #N ...'). Turn off on busy servers."
+        True,
+        "Log one line per forwarded record (the seed's 'Forwarded metrics #N ...' line). Turn off on busy servers.",
     )
 
     def __post_init__(self) -> None:
@@ -203,6 +209,15 @@ class CommandsSection:
 
 
 @dataclass(frozen=True)
+class ServerMetricsSection(MetricsSection):
+    """Prometheus metrics endpoint (text format at http://LISTEN/metrics); on localhost by default."""
+
+    listen: str = setting(
+        "127.0.0.1:9750", "HOST:PORT to serve /metrics on; empty: off. Keep it on localhost or a management network."
+    )
+
+
+@dataclass(frozen=True)
 class MonitordConfig:
     """The whole of monitord.yaml."""
 
@@ -210,6 +225,7 @@ class MonitordConfig:
     kafka: KafkaSection = setting(factory=KafkaSection, doc="Kafka connection and topics.")
     commands: CommandsSection = setting(factory=CommandsSection, doc="Command delivery.")
     logging: LoggingSection = setting(factory=LoggingSection, doc="Logging.")
+    metrics: ServerMetricsSection = setting(factory=ServerMetricsSection, doc="Prometheus metrics.")
 
 
 def kafka_client_settings(kafka: KafkaSection) -> dict[str, str]:

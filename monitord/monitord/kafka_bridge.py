@@ -21,8 +21,11 @@ from confluent_kafka import KafkaError
 
 from monitord.config import KafkaSection, kafka_client_settings
 from monitord.errors import DeliveryError, ProducerClosed
+from monitoring_common.metrics_http import LatencyHistogram
 
 log = logging.getLogger(__name__)
+
+DELIVERY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 # Errors after which sending the same record again cannot succeed.
 _PERMANENT = {
@@ -108,6 +111,8 @@ class KafkaProducerBridge:
         self.delivered = 0
         self.failed = 0
         self.last_poll = time.monotonic()
+        #: Produce-to-confirmation time of every record (filled on the poll thread, read by /metrics).
+        self.delivery_latency = LatencyHistogram(DELIVERY_BUCKETS)
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -148,11 +153,15 @@ class KafkaProducerBridge:
         if self._closed:
             raise ProducerClosed()
         fut: asyncio.Future[None] = self._loop.create_future()
-        reports = self._reports
+        reports, latency, clock = self._reports, self.delivery_latency, time.monotonic
+        handed = clock()
+
+        def on_delivery(err: KafkaError | None, _msg: object) -> None:  # on the poll thread
+            latency.observe(clock() - handed)
+            reports.append((fut, err))
+
         try:
-            self._producer.produce(
-                topic, value=value, key=key, headers=headers, on_delivery=lambda err, _msg: reports.append((fut, err))
-            )
+            self._producer.produce(topic, value=value, key=key, headers=headers, on_delivery=on_delivery)
         except BufferError:
             return None
         except confluent_kafka.KafkaException as exc:

@@ -47,8 +47,13 @@ class MonitoringService(pb_grpc.MonitoringServiceServicer):
         self._bridge = bridge
         self._sessions = sessions
         self._stats = stats
-        self._total_inflight = asyncio.Semaphore(cfg.server.max_inflight_total)
+        self._inflight_limit = cfg.server.max_inflight_total
+        self._total_inflight = asyncio.Semaphore(self._inflight_limit)
         self._server_id = cfg.server.effective_server_id
+
+    def inflight(self) -> int:
+        """Records handed to Kafka and not yet acknowledged, over all streams."""
+        return self._inflight_limit - self._total_inflight._value
 
     def reconfigure(self, cfg: MonitordConfig) -> None:
         """Reload: streams opened from now on use ``cfg`` (open ones keep theirs)."""
@@ -113,6 +118,7 @@ class MonitoringService(pb_grpc.MonitoringServiceServicer):
 
         session = Session(agent_id=agent_id, peer=context.peer(), write=context.write, cancel=cancel)
         self._sessions.open(session)
+        self._stats.streams_opened += 1
         log.info("Agent '%s' connected from %s (%d agents connected)", agent_id, session.peer, len(self._sessions))
         registration = self._sessions.registrations.get(agent_id)
         if registration is not None and registration.interval_seconds > 0:

@@ -1,4 +1,4 @@
-"""Server-wide counters, shown in the periodic status line (and later in STATUS= and /metrics)."""
+"""Server-wide counters, shown in the periodic status line, STATUS= and /metrics."""
 
 from __future__ import annotations
 
@@ -16,6 +16,9 @@ class ServerStats:
     acks: int = 0
     heartbeats: int = 0
     command_responses: int = 0
+    streams_opened: int = 0
+    #: Command responses agents sent through their streams, by status name.
+    responses_by_status: dict[str, int] = field(default_factory=dict)
     #: Highest spool-drop count each agent reported in its heartbeats.
     agent_drops: dict[str, int] = field(default_factory=dict)
 

@@ -141,6 +141,8 @@ class AgentStream:
         response.agent_id = agent_id
         response.reported_by = response.reported_by or "agent"
         self._stats.command_responses += 1
+        status = pb.CommandStatus.Name(response.status)
+        self._stats.responses_by_status[status] = self._stats.responses_by_status.get(status, 0) + 1
         self._on_response(response)
         value, headers = self._encoder.encode(response)
         await self._forward(

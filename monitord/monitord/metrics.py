@@ -1,0 +1,66 @@
+"""monitord's Prometheus metrics, read from its own counters at scrape time (docs/operations.md).
+
+Nothing here runs per record except the Kafka delivery-latency histogram, which the poll thread
+fills from the delivery reports it already handles.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from monitoring_common.metrics_http import MetricsEndpoint
+
+if TYPE_CHECKING:
+    from monitord.app import Monitord
+
+
+def endpoint(app: Monitord) -> MetricsEndpoint:
+    return MetricsEndpoint(app.cfg.metrics.listen, lambda: collect(app))
+
+
+def _counter(name: str, doc: str, value: float) -> CounterMetricFamily:
+    return CounterMetricFamily(name, doc, value=value)
+
+
+def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, doc, value=value)
+
+
+def collect(app: Monitord) -> Iterator[Metric]:
+    """Every metric family, from a snapshot of the server's counters."""
+    stats, bridge, router = app.stats, app.bridge, app.router
+    yield _gauge("monitord_connected_agents", "Agent streams open now.", len(app.sessions))
+    yield _counter("monitord_streams_opened", "Agent streams accepted since start.", stats.streams_opened)
+    yield _counter("monitord_streams_closed", "Agent streams ended since start (any reason).", app.sessions.disconnects)
+    yield _counter("monitord_records_received", "Metrics records received from agents.", stats.received)
+    yield _counter("monitord_records_forwarded", "Records Kafka confirmed (then acknowledged).", stats.forwarded)
+    yield _counter("monitord_records_failed", "Records Kafka did not take (negative ack sent).", stats.failed)
+    yield _counter("monitord_records_rejected", "Messages refused by the limits (negative ack).", stats.rejected)
+    yield _counter("monitord_acks_sent", "Ack messages written (one may cover many records).", stats.acks)
+    yield _counter("monitord_heartbeats_received", "Agent heartbeats.", stats.heartbeats)
+    yield _gauge("monitord_inflight_records", "Records handed to Kafka, not yet acknowledged.", app.inflight())
+    yield _gauge("monitord_kafka_queue_depth", "Records in librdkafka's local queue.", bridge.queue_depth)
+    yield _gauge("monitord_kafka_up", "1 while Kafka accepts records, 0 while deliveries fail.", int(bridge.kafka_up))
+    yield bridge.delivery_latency.family(
+        "monitord_kafka_delivery_seconds", "From handing a record to the producer to Kafka's confirmation."
+    )
+    yield _counter("monitord_commands_pushed", "Commands written to agent streams.", router.pushed)
+    yield _gauge("monitord_commands_held", "Commands waiting for their agent to connect.", router.held)
+    responses = CounterMetricFamily(
+        "monitord_command_responses",
+        "Command responses written to Kafka, by status and by who reported them.",
+        labels=["status", "source"],
+    )
+    for status, count in sorted(stats.responses_by_status.items()):
+        responses.add_metric([status, "agent"], count)
+    for status, count in sorted(router.by_status.items()):
+        responses.add_metric([status, "monitord"], count)
+    yield responses
+    yield _gauge(
+        "monitord_agent_spool_dropped",
+        "Records agents report having dropped from a full spool (sum of the latest reports).",
+        sum(list(stats.agent_drops.values())),
+    )
