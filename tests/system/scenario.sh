@@ -172,6 +172,11 @@ step_security() {
         awk -v s="$score" -v l="$limit" 'BEGIN { exit !(s != "" && s <= l) }' || fail "$unit exposure $score > $limit"
     done
     ok "systemd-analyze security within limits"
+    for page in monitord.8 monitord.yaml.5 monitorctl.1 monitor-analyzer.1 monitor-agentd.8 agent.yaml.5; do
+        man -w "${page##*.}" "${page%.*}" >/dev/null || fail "man page $page not installed"
+        [ -n "$(MANWIDTH=80 man "${page##*.}" "${page%.*}" 2>/dev/null)" ] || fail "man $page renders nothing"
+    done
+    ok "man pages installed and rendering (the units' Documentation=)"
     systemd-analyze verify "$(systemctl show -p FragmentPath --value monitord)" \
         "$(systemctl show -p FragmentPath --value monitor-agentd)" \
         || fail "systemd-analyze verify"
