@@ -34,8 +34,10 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from confluent_kafka import Consumer, Producer, TopicPartition
+from report import replace_section  # type: ignore[import-not-found]
 
 from harness import Proc, bench_broker, free_port, start_fleet, start_monitord
 from monitord import records
@@ -372,8 +374,6 @@ def main() -> int:
 def write_doc(
     table: str, peers: str, salt: dict[int, dict[str, Any]], elapsed: float, args: argparse.Namespace
 ) -> None:
-    doc = REPO / "docs/benchmarks.md"
-    text = doc.read_text() if doc.exists() else "# Benchmarks\n"
     start, end = "<!-- command-latency:start -->", "<!-- command-latency:end -->"
     cpu = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
     if args.no_peers:
@@ -392,11 +392,7 @@ def write_doc(
         "the last column sends one `ping` to every connected agent in a burst and waits for all final "
         f"responses.\n{peers_section(peers, salt, args)}{end}"
     )
-    if start in text:
-        text = text[: text.index(start)] + section + text[text.index(end) + len(end) :]
-    else:
-        text = text.rstrip() + "\n\n" + section + "\n"
-    doc.write_text(text)
+    replace_section(start, end, section)
 
 
 def peers_section(peers: str, salt: dict[int, dict[str, Any]], args: argparse.Namespace) -> str:

@@ -26,7 +26,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
@@ -39,13 +39,23 @@ from monitoring.v1 import monitoring_pb2_grpc as pb_grpc
 REPO = Path(__file__).resolve().parents[1]
 
 
-def sample_record(agent_id: str) -> pb.MetricsData:
+def sample_record(agent_id: str, real: bool = False) -> pb.MetricsData:
+    """The mock collector's record (small), or one real psutil record of this machine."""
     from monitor_agentd.collectors.mock import MockCollector
+    from monitor_agentd.collectors.system import SystemCollector
 
-    m = pb.MetricsData(agent_id=agent_id, sequence=1, hostname=agent_id, source="mock")
+    m = pb.MetricsData(agent_id=agent_id, sequence=1, hostname=agent_id, source="real" if real else "mock")
     m.collected_at.GetCurrentTime()
-    MockCollector(agent_id).collect(m, 1)
+    (SystemCollector() if real else MockCollector(agent_id)).collect(m, 1)
     return m
+
+
+class Shape(NamedTuple):
+    """What each simulated agent sends and how."""
+
+    rate: float = 0.0  # records/s per agent; 0 = as fast as the window allows
+    compression: str = "none"
+    real_record: bool = False
 
 
 # -- load generator (separate process) ------------------------------------------------------------
@@ -58,15 +68,19 @@ async def one_agent(
     window: int,
     latencies: list[float],
     ack_messages: list[int],
-    rate: float = 0.0,
+    shape: Shape,
 ) -> int:
-    """Stream for ``seconds``: as fast as ``window`` allows, or paced at ``rate`` records/s if > 0."""
+    """Stream for ``seconds``: as fast as ``window`` allows, or paced at ``shape.rate`` records/s."""
+    rate = shape.rate
+    compression = grpc.Compression.Gzip if shape.compression == "gzip" else grpc.Compression.NoCompression
     # A channel of its own per agent (no shared subchannel), like real hosts.
-    async with grpc.aio.insecure_channel(address, options=[("grpc.use_local_subchannel_pool", 1)]) as channel:
+    async with grpc.aio.insecure_channel(
+        address, options=[("grpc.use_local_subchannel_pool", 1)], compression=compression
+    ) as channel:
         stub = pb_grpc.MonitoringServiceStub(channel)
         await stub.RegisterAgent(pb.AgentRegistration(agent_id=agent_id, hostname=agent_id), wait_for_ready=True)
         call = stub.StreamCommunication(metadata=(("agent-id", agent_id),))
-        record = sample_record(agent_id)
+        record = sample_record(agent_id, shape.real_record)
         sent: dict[int, float] = {}
         credit = asyncio.Semaphore(window)
         end = time.monotonic() + seconds
@@ -109,24 +123,25 @@ async def one_agent(
 
 
 async def generate(
-    address: str, agents: int, seconds: float, window: int, prefix: str, rate: float = 0.0
+    address: str, agents: int, seconds: float, window: int, prefix: str, shape: Shape, spread: bool = True
 ) -> dict[str, Any]:
     latencies: list[float] = []
     ack_messages = [0]
     start = time.monotonic()
     cpu0 = resource.getrusage(resource.RUSAGE_SELF)
     port = address.rsplit(":", 1)[1]
+    per_agent = shape._replace(rate=shape.rate / agents)
     # The server listens on all of 127/8: agents spread over 127.0.0.1-4 (more 4-tuples for many streams).
     counts = await asyncio.gather(
         *(
             one_agent(
-                f"127.0.0.{1 + i % 4}:{port}",
+                f"127.0.0.{1 + i % 4}:{port}" if spread else address,
                 f"{prefix}-{i:05d}",
                 seconds,
                 window,
                 latencies,
                 ack_messages,
-                rate / agents,
+                per_agent,
             )
             for i in range(agents)
         )
@@ -215,7 +230,10 @@ def produce_only(bootstrap: str, seconds: float) -> dict[str, Any]:
 # -- orchestration -------------------------------------------------------------------------------------
 
 
-def run_generator(address: str, args: argparse.Namespace, prefix: str, rate: float = 0.0) -> dict[str, Any]:
+def run_generator(
+    address: str, args: argparse.Namespace, prefix: str, rate: float = 0.0, extra: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """The load generator in its own process; ``extra``: --compression, --real-record, --no-spread."""
     out = subprocess.run(
         [
             sys.executable,
@@ -232,6 +250,7 @@ def run_generator(address: str, args: argparse.Namespace, prefix: str, rate: flo
             prefix,
             "--rate",
             str(rate),
+            *extra,
         ],
         capture_output=True,
         text=True,
@@ -309,13 +328,19 @@ def main() -> int:
     p.add_argument("--window", type=int, default=64, help="records in flight per simulated agent")
     p.add_argument("--generate", metavar="ADDRESS", help=argparse.SUPPRESS)
     p.add_argument("--rate", type=float, default=0.0, help=argparse.SUPPRESS)
+    p.add_argument("--compression", choices=("none", "gzip"), default="none", help=argparse.SUPPRESS)
+    p.add_argument("--real-record", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--no-spread", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--echo", type=int, metavar="PORT", help=argparse.SUPPRESS)
     p.add_argument("--prefix", default="ingest", help=argparse.SUPPRESS)
     p.add_argument("--profile", metavar="FILE", help="record monitord with py-spy (collapsed stacks) into FILE")
     p.add_argument("--only-monitord", action="store_true", help="skip the ceilings and the 70 %% run (profiling)")
     args = p.parse_args()
     if args.generate:
-        result = asyncio.run(generate(args.generate, args.agents, args.seconds, args.window, args.prefix, args.rate))
+        shape = Shape(args.rate, args.compression, args.real_record)
+        result = asyncio.run(
+            generate(args.generate, args.agents, args.seconds, args.window, args.prefix, shape, not args.no_spread)
+        )
         print(json.dumps(result))
         return 0
     if args.echo:

@@ -20,6 +20,18 @@ REPO = Path(__file__).resolve().parents[1]
 START, END = "<!-- bench-run:start -->", "<!-- bench-run:end -->"
 
 
+def replace_section(start: str, end: str, section: str) -> None:
+    """Put ``section`` (which begins with ``start`` and ends with ``end``) into docs/benchmarks.md,
+    replacing the previous one; other sections stay."""
+    doc = REPO / "docs/benchmarks.md"
+    text = doc.read_text() if doc.exists() else "# Benchmarks\n"
+    if start in text:
+        text = text[: text.index(start)] + section + text[text.index(end) + len(end) :]
+    else:
+        text = text.rstrip() + "\n\n" + section + "\n"
+    doc.write_text(text)
+
+
 def fp_rows(fp: dict[str, Any], interval: str) -> str:
     """M4 rows for one interval: monitor-agentd, node_exporter, and their ratio."""
 
@@ -102,13 +114,7 @@ attempts, peak {storm["peak_attempts_per_second"]:,}/s; server errors: {storm["s
 CPU during the storm (cores): new monitord {storm["server_cpu"]:.2f}, agent fleet processes {storm["fleet_cpu"]:.2f}.
 Attempts per second after the restart began (first 10 s): {dict(list(storm["histogram"].items())[:10])}.
 {END}"""
-    doc = REPO / "docs/benchmarks.md"
-    current = doc.read_text() if doc.exists() else "# Benchmarks\n"
-    if START in current:
-        current = current[: current.index(START)] + text + current[current.index(END) + len(END) :]
-    else:
-        current = current.rstrip() + "\n\n" + text + "\n"
-    doc.write_text(current)
+    replace_section(START, END, text)
     print(text)
     return 0
 

@@ -66,6 +66,19 @@ def rss_mib(pids: list[int]) -> float:
     return total / 1024
 
 
+def paths(d: Path, role: str) -> dict[str, object]:
+    """Everything a master or minion writes, under its own directory."""
+    return {
+        "root_dir": str(d),
+        "pki_dir": str(d / "pki"),
+        "cachedir": str(d / "cache"),
+        "sock_dir": str(d / "sock"),
+        "pidfile": str(d / f"salt-{role}.pid"),
+        "log_file": str(d / f"{role}.log"),
+        "file_roots": {"base": [str(d / "srv")]},
+    }
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--minions", type=int, default=1)
@@ -89,15 +102,9 @@ def main() -> int:
             "interface": "127.0.0.1",
             "publish_port": publish_port,
             "ret_port": ret_port,
-            "root_dir": str(mdir),
-            "pki_dir": str(mdir / "pki"),
-            "cachedir": str(mdir / "cache"),
-            "sock_dir": str(mdir / "sock"),
-            "pidfile": str(mdir / "salt-master.pid"),
-            "log_file": str(mdir / "master.log"),
+            **paths(mdir, "master"),
             "key_logfile": str(mdir / "key.log"),
             "auto_accept": True,
-            "file_roots": {"base": [str(mdir / "srv")]},
             "pillar_roots": {"base": [str(mdir / "pillar")]},
         },
     )
@@ -121,13 +128,7 @@ def main() -> int:
                     "master": "127.0.0.1",
                     "master_port": ret_port,
                     "publish_port": publish_port,
-                    "root_dir": str(d),
-                    "pki_dir": str(d / "pki"),
-                    "cachedir": str(d / "cache"),
-                    "sock_dir": str(d / "sock"),
-                    "pidfile": str(d / "salt-minion.pid"),
-                    "log_file": str(d / "minion.log"),
-                    "file_roots": {"base": [str(d / "srv")]},
+                    **paths(d, "minion"),
                 },
             )
             start([str(BIN / "salt-minion"), "-c", str(d)], d / "stdout.log")
