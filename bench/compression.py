@@ -8,7 +8,7 @@
   of the load generator is read from /proc. The ratio rows are gzip / none.
 * Kafka producer: the same record produced ``--records`` times with each codec (idempotent,
   acks=all, monitord's linger); librdkafka's own statistics give the bytes sent to the broker,
-  the process CPU time the cost.
+  the process CPU time the cost. The records vary like consecutive samples of 100 hosts.
 
 Prints one JSON line and a table.
 """
@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import random
 import resource
 import sys
 import tempfile
@@ -99,6 +100,41 @@ def stream_run(tmp: Path, bootstrap: str, args: argparse.Namespace, compression:
     }
 
 
+def varied_records(n: int) -> list[Any]:
+    """``n`` records like consecutive samples of 100 hosts: the real record of this machine with
+    agent id, sequence, time, percentages, memory and every counter moving (identical copies would
+    compress unrealistically well)."""
+    rng = random.Random(7)
+    base = sample_record("codec", real=True)
+    out = []
+    for i in range(n):
+        m = type(base)()
+        m.CopyFrom(base)
+        m.agent_id = m.hostname = f"host-{i % 100:03d}.example.net"
+        m.sequence = 1 + i // 100
+        m.collected_at.FromSeconds(1_790_000_000 + 10 * (i // 100))
+        m.cpu.percent = rng.uniform(0, 100)
+        m.cpu.per_core_percent[:] = [rng.uniform(0, 100) for _ in m.cpu.per_core_percent]
+        m.cpu.load_1m, m.cpu.load_5m, m.cpu.load_15m = (rng.uniform(0, 8) for _ in range(3))
+        m.memory.used_bytes = rng.randrange(m.memory.total_bytes or 2**34)
+        m.memory.available_bytes = m.memory.free_bytes = (m.memory.total_bytes or 2**34) - m.memory.used_bytes
+        m.memory.percent = rng.uniform(0, 100)
+        for d in m.disks:
+            d.used_bytes = rng.randrange(d.total_bytes or 2**40)
+            d.free_bytes = (d.total_bytes or 2**40) - d.used_bytes
+            d.percent = rng.uniform(0, 100)
+        for io in m.disk_io:
+            io.read_count, io.write_count = rng.randrange(2**32), rng.randrange(2**32)
+            io.read_bytes, io.write_bytes = rng.randrange(2**44), rng.randrange(2**44)
+            io.read_time_ms, io.write_time_ms = rng.randrange(2**32), rng.randrange(2**32)
+        for counters in [m.network.total, *(i.counters for i in m.network.interfaces)]:
+            for field in counters.DESCRIPTOR.fields:
+                setattr(counters, field.name, rng.randrange(2**40))
+        m.uptime_seconds = rng.uniform(0, 10**7)
+        out.append(m)
+    return out
+
+
 def kafka_run(bootstrap: str, codec: str, n: int) -> dict[str, Any]:
     stats: list[dict[str, Any]] = []
     producer = Producer(
@@ -112,11 +148,22 @@ def kafka_run(bootstrap: str, codec: str, n: int) -> dict[str, Any]:
             "stats_cb": lambda s: stats.append(json.loads(s)),
         }
     )
-    key, value, headers = records.encode(sample_record("codec", real=True), agent_id="codec", server_id="bench")
+    batch = [records.encode(m, agent_id=m.agent_id, server_id="bench") for m in varied_records(1000)]
+    key, value, headers = batch[0]
+
+    def tx_bytes_now() -> int:
+        """librdkafka's total bytes sent, from a statistics report emitted after this call."""
+        stats.clear()
+        while not stats:
+            producer.poll(0.05)
+        return int(stats[-1]["tx_bytes"])
+
+    producer.produce("monitoring-data", value=value, key=key, headers=headers)  # connect, fetch metadata
     producer.flush(10)
-    stats.clear()
+    base = tx_bytes_now()
     cpu0 = resource.getrusage(resource.RUSAGE_SELF)
-    for _ in range(n):
+    for i in range(n):
+        key, value, headers = batch[i % len(batch)]
         while True:
             try:
                 producer.produce("monitoring-data", value=value, key=key, headers=headers)
@@ -126,9 +173,7 @@ def kafka_run(bootstrap: str, codec: str, n: int) -> dict[str, Any]:
         producer.poll(0)
     producer.flush(60)
     cpu1 = resource.getrusage(resource.RUSAGE_SELF)
-    time.sleep(0.3)
-    producer.poll(0)
-    sent = max((s["txbytes"] for s in stats), default=0) - (stats[0]["txbytes"] if stats else 0)
+    sent = tx_bytes_now() - base
     cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
     return {"bytes_per_record": sent / n, "cpu_us_per_record": 1e6 * cpu / n, "value_bytes": len(value)}
 
@@ -168,8 +213,9 @@ Bytes are what agents sent (HTTP/2 framing, heartbeats and acks' window updates 
 |---|---:|---:|---:|
 {chr(10).join(rows)}
 
-Kafka producer (`kafka.compression`), {args.records:,} copies of the record, idempotent, acks=all,
-linger 5 ms; bytes from librdkafka's statistics (`txbytes`, request framing included):
+Kafka producer (`kafka.compression`), {args.records:,} records cycling through 1,000 variations of that
+record (100 hosts × 10 samples: ids, times, percentages, memory and every counter differ), idempotent,
+acks=all, linger 5 ms; bytes from librdkafka's statistics (`tx_bytes`, request framing included):
 
 | codec | bytes per record to the broker | vs none | producer CPU µs/record |
 |---|---:|---:|---:|

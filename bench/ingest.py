@@ -41,12 +41,13 @@ REPO = Path(__file__).resolve().parents[1]
 
 def sample_record(agent_id: str, real: bool = False) -> pb.MetricsData:
     """The mock collector's record (small), or one real psutil record of this machine."""
-    from monitor_agentd.collectors.mock import MockCollector
-    from monitor_agentd.collectors.system import SystemCollector
+    from monitor_agentd.collectors import make_collector
+    from monitor_agentd.config import CollectionSection
 
-    m = pb.MetricsData(agent_id=agent_id, sequence=1, hostname=agent_id, source="real" if real else "mock")
+    mode = "real" if real else "mock"
+    m = pb.MetricsData(agent_id=agent_id, sequence=1, hostname=agent_id, source=mode)
     m.collected_at.GetCurrentTime()
-    (SystemCollector() if real else MockCollector(agent_id)).collect(m, 1)
+    make_collector(CollectionSection(mode=mode), agent_id).collect(m, 1)
     return m
 
 
@@ -203,7 +204,7 @@ def produce_only(bootstrap: str, seconds: float) -> dict[str, Any]:
             "enable.idempotence": True,
             "acks": "all",
             "linger.ms": 5,
-            "compression.type": "lz4",
+            "compression.type": "zstd",  # monitord's default
             "queue.buffering.max.messages": 200000,
         }
     )

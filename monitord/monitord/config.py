@@ -159,7 +159,7 @@ class KafkaSection:
     )
     linger_ms: float = setting(5.0, "Producer batching delay (librdkafka linger.ms).", min=0, max=1000)
     compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = setting(
-        "lz4", "Compression codec of produced batches."
+        "zstd", "Compression codec of produced batches."
     )
     queue_max_messages: int = setting(
         200_000, "librdkafka's local produce queue bound (queue.buffering.max.messages).", min=1000, max=10_000_000
