@@ -27,7 +27,11 @@ owned() { if [ "$FORMAT" = deb ]; then dpkg -S "$1"; else rpm -qf "$1"; fi; }
 pkg_list() { if [ "$FORMAT" = deb ]; then dpkg -L monitord monitor-agentd; else rpm -ql monitord monitor-agentd; fi; }
 
 ok() { echo "ok: $*"; }
-fail() { echo "FAIL: $*"; exit 1; }
+fail() {  # the last journal lines of both services go with the failure, for the CI log
+    echo "FAIL: $*"
+    journalctl -u monitord -u monitor-agentd -n 12 --no-pager -o short-monotonic 2>/dev/null || true
+    exit 1
+}
 prop() { systemctl show -p "$2" --value "$1"; }
 wait_for() {  # wait_for SECONDS DESCRIPTION COMMAND...
     local limit="$1" what="$2"; shift 2
@@ -56,7 +60,8 @@ step_install() {
     done
     ok "installed files owned by the packages"
     # The operator's edits (kept across the upgrade step).
-    sed -i "s/^  bootstrap_servers: .*/  bootstrap_servers: \"$KAFKA_BOOTSTRAP\"/; s/^  listen: .*/  listen: \"127.0.0.1:$LISTEN_PORT\"/" \
+    # (the first "  listen:" is server.listen; metrics.listen keeps its default 127.0.0.1:9750)
+    sed -i "s/^  bootstrap_servers: .*/  bootstrap_servers: \"$KAFKA_BOOTSTRAP\"/; 0,/^  listen: .*/s//  listen: \"127.0.0.1:$LISTEN_PORT\"/" \
         /etc/monitord/monitord.yaml
     sed -i "s/^    - \"127.0.0.1:50051\"/    - \"127.0.0.1:$LISTEN_PORT\"/; s/^  id: \"\"/  id: \"$AGENT_ID\"/; s/^  interval_seconds: 10.0/  interval_seconds: 1.0/" \
         /etc/monitor-agentd/agent.yaml
@@ -78,6 +83,10 @@ step_start() {
     ok "both active (Type=notify: after READY=1)"
     journal_has monitord "Mode: Bidirectional streaming \(no polling\)" || fail "monitord start log"
     wait_for 30 "agent streaming to monitord" journal_has monitord "✓ Forwarded metrics #3 from agent '$AGENT_ID' to Kafka"
+    # The packaged config serves Prometheus metrics on localhost.
+    scrape() { exec 3<>/dev/tcp/127.0.0.1/9750 && printf 'GET /metrics HTTP/1.0\r\n\r\n' >&3 && timeout 5 cat <&3; }
+    scrape | grep -q '^monitord_connected_agents 1.0' || fail "monitord metrics on 127.0.0.1:9750"
+    ok "Prometheus metrics served on 127.0.0.1:9750 (1 agent connected)"
 }
 
 step_journal() {
