@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 
@@ -12,7 +11,8 @@ from monitoring.v1 import monitoring_pb2 as pb
 
 class RateLimiter:
     """Token bucket: ``rate`` messages per second with a burst of two seconds' worth. When empty,
-    :meth:`acquire` sleeps, so the stream is read more slowly and gRPC flow control pushes back."""
+    the reader sleeps what :meth:`take` says, so the stream is read more slowly and gRPC flow
+    control pushes back."""
 
     def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.rate = rate
@@ -31,10 +31,6 @@ class RateLimiter:
             return 0.0
         self.throttled += 1
         return -self._tokens / self.rate
-
-    async def acquire(self) -> None:
-        if (delay := self.take()) > 0:
-            await asyncio.sleep(delay)
 
 
 def _too_long(limits: LimitsSection, *values: str) -> bool:
