@@ -10,6 +10,7 @@ from __future__ import annotations
 import bisect
 import logging
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -43,6 +44,17 @@ class LatencyHistogram:
         return HistogramMetricFamily(name, documentation, buckets=cumulative, sum_value=total)
 
 
+class _ProcessCollector(ProcessCollector):
+    """prometheus-client's process_* family. It reads the boot time from /proc/stat, which the
+    units hide (ProcSubset=pid) -- and then reports nothing; CLOCK_BOOTTIME gives the same."""
+
+    def _boot_time(self) -> float:
+        try:
+            return float(super()._boot_time())  # type: ignore[no-untyped-call]
+        except OSError:
+            return time.time() - time.clock_gettime(time.CLOCK_BOOTTIME)
+
+
 class _Callback(Collector):
     def __init__(self, collect: Any) -> None:
         self._collect = collect
@@ -59,7 +71,7 @@ class MetricsEndpoint:
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(_Callback(collect))
         # The standard process_* (CPU, RSS, open files) and python_gc_* families as well.
-        ProcessCollector(registry=self.registry)
+        _ProcessCollector(registry=self.registry)
         GCCollector(registry=self.registry)
         self._server: Any = None
         self._thread: threading.Thread | None = None

@@ -85,8 +85,12 @@ step_start() {
     wait_for 30 "agent streaming to monitord" journal_has monitord "✓ Forwarded metrics #3 from agent '$AGENT_ID' to Kafka"
     # The packaged config serves Prometheus metrics on localhost.
     scrape() { exec 3<>/dev/tcp/127.0.0.1/9750 && printf 'GET /metrics HTTP/1.0\r\n\r\n' >&3 && timeout 5 cat <&3; }
-    scrape | grep -q '^monitord_connected_agents 1.0' || fail "monitord metrics on 127.0.0.1:9750"
-    ok "Prometheus metrics served on 127.0.0.1:9750 (1 agent connected)"
+    local metrics
+    metrics="$(scrape)"
+    grep -q '^monitord_connected_agents 1.0' <<<"$metrics" || fail "monitord metrics on 127.0.0.1:9750"
+    # The standard process_* family too, although the unit hides /proc/stat (ProcSubset=pid).
+    grep -q '^process_resident_memory_bytes ' <<<"$metrics" || fail "process_* metrics under the unit's hardening"
+    ok "Prometheus metrics served on 127.0.0.1:9750 (1 agent connected, process_* included)"
 }
 
 step_journal() {
