@@ -110,6 +110,13 @@ def command_headers() -> list[tuple[str, str | bytes | None]]:
     return [("message-type", b"monitoring.v1.CommandMessage"), ("content-type", records.PROTOBUF.encode())]
 
 
+def sender(bootstrap: str) -> tuple[ResponseWatcher, Producer, list[tuple[str, str | bytes | None]]]:
+    """What every latency measurement sends with: a watcher on command-responses, an unbatched
+    idempotent producer, the command headers."""
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0, "enable.idempotence": True})
+    return ResponseWatcher(bootstrap), producer, command_headers()
+
+
 def measure(bootstrap: str, tmp: Path, n_agents: int, samples: int) -> dict[str, Any]:
     server, address = start_monitord(
         tmp, bootstrap, name=f"bench-{n_agents}", extra={"server": {"log_each_record": False}}, wait_commands=True
@@ -119,9 +126,7 @@ def measure(bootstrap: str, tmp: Path, n_agents: int, samples: int) -> dict[str,
     try:
         fleet.wait_for(rf"fleet: {n_agents}/{n_agents} connected", timeout=300)
         ids = [f"{prefix}-{i:04d}" for i in range(n_agents)]
-        watcher = ResponseWatcher(bootstrap)
-        producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0, "enable.idempotence": True})
-        headers = command_headers()
+        watcher, producer, headers = sender(bootstrap)
         latencies: list[float] = []
         lost = 0
         for i in range(-WARMUP, samples):  # the first commands pay for metadata lookups: not counted
@@ -202,9 +207,7 @@ def measure_polling(bootstrap: str, tmp: Path, n_agents: int, samples: int, inte
         ).start()
         agents.wait_for(rf"polling-agents: {n_agents}/{n_agents} polling", timeout=120 + interval)
         ids = [f"{prefix}-{i:04d}" for i in range(n_agents)]
-        watcher = ResponseWatcher(bootstrap)
-        producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0, "enable.idempotence": True})
-        headers = command_headers()
+        watcher, producer, headers = sender(bootstrap)
         latencies: list[float] = []
         lost = 0
         warmup = True  # one command first: metadata lookups, not counted

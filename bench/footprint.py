@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -22,15 +21,13 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from ingest import process_cpu  # type: ignore[import-not-found]
 
 from harness import BIN, Proc, bench_broker, free_port, start_monitord, write_yaml
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def pss_kib(pid: int) -> int:
@@ -148,15 +145,15 @@ def main() -> int:
         time.sleep(max(5.0, 3 * args.interval))  # past start-up
         # Both processes over the same window, so noise on the machine hits both alike.
         s0, e0 = scraper.scrapes, scraper.errors
-        sc0, c0, n0, t0 = scraper.cpu, cpu_seconds(agent.pid), cpu_seconds(exporter.pid), time.monotonic()
+        sc0, c0, n0, t0 = scraper.cpu, process_cpu(agent.pid), process_cpu(exporter.pid), time.monotonic()
         pss, npss = [], []
         while time.monotonic() - t0 < args.seconds:
             time.sleep(1)
             pss.append(pss_kib(agent.pid))
             npss.append(pss_kib(exporter.pid))
         elapsed = time.monotonic() - t0
-        cpu = (cpu_seconds(agent.pid) - c0) / elapsed
-        ncpu = (cpu_seconds(exporter.pid) - n0) / elapsed
+        cpu = (process_cpu(agent.pid) - c0) / elapsed
+        ncpu = (process_cpu(exporter.pid) - n0) / elapsed
         scrapes, errors, scraper_cpu = scraper.scrapes - s0, scraper.errors - e0, scraper.cpu - sc0
         agent.stop()
         server.stop()

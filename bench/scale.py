@@ -39,17 +39,13 @@ from confluent_kafka import Producer
 from ingest import process_cpu  # type: ignore[import-not-found]
 
 from harness import Proc, bench_broker, free_port, start_fleet, start_monitord
+from monitor_agentd.config import ConnectionSection
+from monitor_agentd.stream import channel_options
 from monitoring.v1 import monitoring_pb2 as pb
 from monitoring.v1 import monitoring_pb2_grpc as pb_grpc
 
-AGENT_CHANNEL_OPTIONS = [
-    ("grpc.keepalive_time_ms", 20_000),
-    ("grpc.keepalive_timeout_ms", 10_000),
-    ("grpc.keepalive_permit_without_calls", 1),
-    ("grpc.http2.max_pings_without_data", 0),
-    ("grpc.enable_retries", 0),
-    ("grpc.use_local_subchannel_pool", 1),
-]
+# The real agent's channel options (keepalive agreed with monitord), one subchannel per agent.
+AGENT_CHANNEL_OPTIONS = [*channel_options(ConnectionSection()), ("grpc.use_local_subchannel_pool", 1)]
 
 
 # -- light simulated agents (separate processes) ----------------------------------------------------

@@ -88,7 +88,7 @@ class Agent:
         c = cfg.connection
         self.backoff = Backoff(BackoffPolicy.from_config(c))
         self.backoff_delay = 0.0
-        self.reconnects = 0
+        self.connection_failures = 0
         self.collected = 0
         self.collect_seconds = LatencyHistogram(metrics.COLLECT_BUCKETS)
         self.metrics: MetricsEndpoint | None = metrics.endpoint(self) if cfg.metrics.listen else None
@@ -367,7 +367,7 @@ class Agent:
             if self.link.last_stream_seconds >= self.cfg.connection.healthy_after_seconds or immediate:
                 self.backoff.reset()
             delay = 0.0 if immediate else self.backoff.next_delay()
-            self.reconnects += 1
+            self.connection_failures += 1
             self.backoff_delay = delay
             self.connection_state = f"backing off {delay:.1f}s after: {reason}"
             log.warning(

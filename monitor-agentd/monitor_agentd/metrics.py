@@ -33,7 +33,9 @@ def collect(agent: Agent) -> Iterator[Metric]:
         "monitor_agentd_connected", "1 while a stream to a server is open.", int(link.connected.is_set())
     )
     yield CounterMetricFamily(
-        "monitor_agentd_connection_failures", "Connections that failed or ended without a goodbye.", agent.reconnects
+        "monitor_agentd_connection_failures",
+        "Connections that failed or ended without a goodbye.",
+        agent.connection_failures,
     )
     yield GaugeMetricFamily(
         "monitor_agentd_backoff_seconds",
