@@ -13,7 +13,7 @@ every agent at once -- side by side with two baselines measured in the same run:
     .venv/bin/python bench/command_latency.py --agents 1 --no-peers    # monitord only
 
 Starts its own Kafka broker (scripts/kafka.sh, private port and data dir) unless $KAFKA_BOOTSTRAP
-is set, one monitord, and one fleet process (bench/fleet.py: N real Agent objects, one gRPC channel
+is set, one monitord, and one fleet process (monitoring_testsupport.fleet: N real Agent objects, one gRPC channel
 each, mock collector, 10 s interval). Commands are the built-in `ping`, sent one at a time (the
 next after the previous one's final response), so the figures are latency, not queueing.
 """
@@ -33,15 +33,12 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
 from confluent_kafka import Consumer, Producer, TopicPartition
 from report import replace_section  # type: ignore[import-not-found]
 
-from harness import Proc, bench_broker, free_port, start_fleet, start_monitord
 from monitord import records
 from monitoring.v1 import monitoring_pb2 as pb
+from monitoring_testsupport import Proc, bench_broker, free_port, start_fleet, start_monitord
 
 REPO = Path(__file__).resolve().parents[1]
 WARMUP = 5
@@ -124,7 +121,7 @@ def measure(bootstrap: str, tmp: Path, n_agents: int, samples: int) -> dict[str,
     prefix = f"bench{n_agents}-{uuid.uuid4().hex[:6]}"
     fleet = start_fleet(tmp, address, prefix, n_agents, iterations=0, interval=10)
     try:
-        fleet.wait_for(rf"fleet: {n_agents}/{n_agents} connected", timeout=300)
+        fleet.wait_status(rf"fleet: {n_agents}/{n_agents} connected", timeout=300)
         ids = [f"{prefix}-{i:04d}" for i in range(n_agents)]
         watcher, producer, headers = sender(bootstrap)
         latencies: list[float] = []

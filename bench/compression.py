@@ -27,15 +27,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
 from confluent_kafka import Producer
 from ingest import process_cpu, run_generator, sample_record  # type: ignore[import-not-found]
 from report import replace_section  # type: ignore[import-not-found]
 
-from harness import bench_broker, free_port, start_monitord
 from monitord import records
+from monitoring_testsupport import bench_broker, free_port, start_monitord
 
 
 class CountingRelay(threading.Thread):

@@ -20,12 +20,9 @@ import time
 import urllib.request
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
 from ingest import process_cpu  # type: ignore[import-not-found]
 
-from harness import BIN, Proc, bench_broker, free_port, start_monitord, write_yaml
+from monitoring_testsupport import BIN, Proc, bench_broker, free_port, start_monitord, write_yaml
 
 REPO = Path(__file__).resolve().parents[1]
 

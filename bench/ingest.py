@@ -28,13 +28,11 @@ import uuid
 from pathlib import Path
 from typing import Any, NamedTuple
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
 import grpc
 
-from harness import bench_broker, free_port, start_monitord
 from monitoring.v1 import monitoring_pb2 as pb
 from monitoring.v1 import monitoring_pb2_grpc as pb_grpc
+from monitoring_testsupport import bench_broker, free_port, start_monitord
 
 REPO = Path(__file__).resolve().parents[1]
 

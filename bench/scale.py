@@ -2,7 +2,7 @@
 the server's RSS per stream, and command round-trip latency at that load.
 
     .venv/bin/python bench/scale.py --agents 10000 --fleets 4
-    .venv/bin/python bench/scale.py --agents 2000 --real-agents   # bench/fleet.py's real Agent objects
+    .venv/bin/python bench/scale.py --agents 2000 --real-agents   # monitoring_testsupport.fleet's real Agent objects
 
 By default the agents are light simulated ones (this file's --generate mode): one gRPC channel each
 with the real agent's keepalive options, RegisterAgent, then one stream carrying a mock metrics
@@ -30,19 +30,17 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
 import grpc
 from command_latency import ResponseWatcher, command, command_headers, pct  # type: ignore[import-not-found]
 from confluent_kafka import Producer
 from ingest import process_cpu  # type: ignore[import-not-found]
 
-from harness import Proc, bench_broker, free_port, start_fleet, start_monitord
 from monitor_agentd.config import ConnectionSection
 from monitor_agentd.stream import channel_options
 from monitoring.v1 import monitoring_pb2 as pb
 from monitoring.v1 import monitoring_pb2_grpc as pb_grpc
+from monitoring_common.notify import Notifier
+from monitoring_testsupport import Proc, bench_broker, free_port, start_fleet, start_monitord
 
 # The real agent's channel options (keepalive agreed with monitord), one subchannel per agent.
 AGENT_CHANNEL_OPTIONS = [*channel_options(ConnectionSection()), ("grpc.use_local_subchannel_pool", 1)]
@@ -128,7 +126,9 @@ async def generate(address: str, prefix: str, count: int, ramp: int) -> None:
     while not stop.is_set():
         connected = sum(a.connected for a in agents)
         if connected == count and not announced:
-            print(f"fleet: {connected}/{count} connected", file=sys.stderr, flush=True)
+            line = f"fleet: {connected}/{count} connected"
+            Notifier().ready(line)
+            print(line, file=sys.stderr, flush=True)
             announced = True
         await asyncio.sleep(0.5)
     await asyncio.wait(tasks, timeout=30)
@@ -159,7 +159,9 @@ def main() -> int:
     p.add_argument("--fleets", type=int, default=4)
     p.add_argument("--samples", type=int, default=200)
     p.add_argument("--ramp", type=int, default=100, help="streams each generator opens at a time")
-    p.add_argument("--real-agents", action="store_true", help="bench/fleet.py (real Agent objects) instead")
+    p.add_argument(
+        "--real-agents", action="store_true", help="monitoring_testsupport.fleet (real Agent objects) instead"
+    )
     p.add_argument("--generate", metavar="ADDRESS", help=argparse.SUPPRESS)
     p.add_argument("--prefix", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -193,7 +195,7 @@ def main() -> int:
         ]
         started = time.monotonic()
         for fleet in fleets:
-            fleet.wait_for(rf"fleet: {per_fleet}/{per_fleet} connected", timeout=1200)
+            fleet.wait_status(rf"fleet: {per_fleet}/{per_fleet} connected", timeout=1200)
         connect_seconds = time.monotonic() - started
         time.sleep(5)
         # At least one metrics + heartbeat round from everyone; CPU of each side over that window.
@@ -230,7 +232,9 @@ def main() -> int:
             "kib_per_stream": (rss - base) / total,
             "server_cpu_steady": server_cpu,
             "generator_cpu_steady": generator_cpu,
-            "generator": "real Agent objects (bench/fleet.py)" if args.real_agents else "light simulated agents",
+            "generator": "real Agent objects (monitoring_testsupport.fleet)"
+            if args.real_agents
+            else "light simulated agents",
             "command_p50_ms": pct(latencies, 0.5),
             "command_p99_ms": pct(latencies, 0.99),
             "command_samples": len(latencies),

@@ -4,7 +4,7 @@ holds N agents -> time until all are back, peak connection attempts per second, 
     .venv/bin/python bench/storm.py --agents 1000
     .venv/bin/python bench/storm.py --agents 10000     # 4 fleet processes, 127.0.0.1-4
 
-The agents are real Agent objects (bench/fleet.py), so their own backoff, jitter and redirect
+The agents are real Agent objects (monitoring_testsupport.fleet), so their own backoff, jitter and redirect
 handling are what is measured; up to 2,500 per fleet process. Prints one JSON line (used by bench/run).
 """
 
@@ -19,13 +19,10 @@ import uuid
 from collections import Counter
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
 from ingest import process_cpu  # type: ignore[import-not-found]
 from scale import raise_fd_limit  # type: ignore[import-not-found]
 
-from harness import bench_broker, free_port, start_fleet, start_monitord
+from monitoring_testsupport import bench_broker, free_port, start_fleet, start_monitord
 
 
 def main() -> int:
@@ -56,7 +53,7 @@ def main() -> int:
             for i, size in enumerate(sizes)
         ]
         for fleet, size in zip(fleets, sizes, strict=True):
-            fleet.wait_for(rf"fleet: {size}/{size} connected", timeout=900)
+            fleet.wait_status(rf"fleet: {size}/{size} connected", timeout=900)
         pids = [f.popen.pid for f in fleets if f.popen is not None]
         restart, fleet_cpu0 = time.time(), sum(map(process_cpu, pids))
         server.stop(120)

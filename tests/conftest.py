@@ -8,16 +8,15 @@ from pathlib import Path
 
 import pytest
 
-import harness
-from harness import KafkaBroker, free_port
+from monitoring_testsupport import KafkaBroker, free_port, procs
 
 
 @pytest.fixture(autouse=True)
 def _reap_processes() -> Iterator[None]:
     """No test leaves a daemon behind, whether it passed or failed."""
     yield
-    while harness.STARTED:
-        harness.STARTED.pop().stop(timeout=5)
+    while procs.STARTED:
+        procs.STARTED.pop().stop(timeout=5)
 
 
 @pytest.hookimpl(hookwrapper=True)

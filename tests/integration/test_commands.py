@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from harness import (
+from monitoring_testsupport import (
     BIN,
     KafkaBroker,
     Proc,
@@ -86,7 +86,7 @@ def setup(kafka: KafkaBroker, tmp_path_factory: pytest.TempPathFactory) -> Itera
     agent_id = unique("cmd-agent")
     agent = start_agent(tmp, address, agent_id, iterations=0, interval=1.0, config=command_config(tmp), reap=False)
     try:
-        agent.wait_for("Using bidirectional streaming")
+        server.wait_agents(1)
         yield Setup(kafka, server, address, agent_id, agent, tmp)
     finally:
         agent.stop()
@@ -204,13 +204,13 @@ def test_redelivery_after_forced_reconnect_runs_once(kafka: KafkaBroker, tmp_pat
     server, address = start_monitord(tmp_path, kafka.bootstrap, port=port, wait_commands=True)
     agent_id = unique("once")
     agent = start_agent(tmp_path, address, agent_id, iterations=0, interval=0.5, config=command_config(tmp_path))
-    agent.wait_for("Using bidirectional streaming")
+    server.wait_agents(1)
     command_id = produce_command(kafka.bootstrap, agent_id, "make-marker")
     assert statuses(command_responses(kafka.bootstrap, agent_id, command_id)) == ["DELIVERED", "SUCCEEDED"]
     server.signal(signal.SIGKILL)  # the agent loses its stream and reconnects to the new server
     server.wait(10)
     server2, _ = start_monitord(tmp_path, kafka.bootstrap, name="monitord-2", port=port, wait_commands=True)
-    agent.wait_for("Using bidirectional streaming", count=2, timeout=30)
+    server2.wait_agents(1, timeout=30)
     produce_command(kafka.bootstrap, agent_id, "make-marker", command_id=command_id)  # the same command again
     agent.wait_for(rf"Command {command_id} \(make-marker\) already accepted; duplicate delivery not run")
     assert (tmp_path / "marker").read_text() == "ran\n"
@@ -227,7 +227,7 @@ def test_two_servers_deliver_exactly_once(kafka: KafkaBroker, tmp_path: Path, ho
     agent = start_agent(
         tmp_path, servers[holder][1], agent_id, iterations=0, interval=1.0, config=command_config(tmp_path)
     )
-    agent.wait_for("Using bidirectional streaming")
+    servers[holder][0].wait_agents(1)
     command_id = produce_command(kafka.bootstrap, agent_id, "make-marker", ttlSeconds=4)
     responses = command_responses(kafka.bootstrap, agent_id, command_id, settle=6)  # past the ttl: no late EXPIRED
     assert statuses(responses) == ["DELIVERED", "SUCCEEDED"]

@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from harness import BIN, KafkaBroker, Proc, read_records, start_agent, start_monitord, unique, write_yaml
 from monitord import records
 from monitoring.v1 import monitoring_pb2 as pb
+from monitoring_testsupport import BIN, KafkaBroker, Proc, read_records, start_agent, start_monitord, unique, write_yaml
 
 pytestmark = pytest.mark.kafka
 

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from harness import REPO, KafkaBroker, free_port
+from monitoring_testsupport import REPO, KafkaBroker, free_port
 
 pytestmark = pytest.mark.kafka
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from harness import (
+from monitoring_testsupport import (
     KafkaBroker,
     Proc,
     free_port,
@@ -40,7 +40,7 @@ def test_monitord_kill9_mid_run_then_restart(kafka: KafkaBroker, tmp_path: Path)
     server, address = start_monitord(tmp_path, kafka.bootstrap, port=port, extra={"server": {"log_each_record": False}})
     prefix = unique("k9srv")
     fleet = start_fleet(tmp_path, address, prefix, count=10, iterations=40, interval=0.25)
-    fleet.wait_for(r"fleet: 10/10 connected", timeout=60)
+    fleet.wait_status(r"fleet: 10/10 connected", timeout=60)
     time.sleep(3)
     server.signal(signal.SIGKILL)
     server.wait(10)
@@ -62,7 +62,7 @@ def test_kafka_stopped_for_60s_mid_run(private_kafka: KafkaBroker, tmp_path: Pat
     )
     prefix = unique("kdown")
     fleet = start_fleet(tmp_path, address, prefix, count=5, iterations=160, interval=0.5, ack_timeout=180)
-    fleet.wait_for(r"fleet: 5/5 connected", timeout=60)
+    fleet.wait_status(r"fleet: 5/5 connected", timeout=60)
     time.sleep(5)
     private_kafka.stop()
     server.wait_for(r"Kafka unavailable", timeout=60)
@@ -185,7 +185,7 @@ def test_reconnect_storm_500_agents(kafka: KafkaBroker, tmp_path: Path) -> None:
     prefix = unique("storm")
     attempts_file = tmp_path / "attempts.json"
     fleet = start_fleet(tmp_path, address, prefix, count=500, iterations=0, interval=10, attempts_file=attempts_file)
-    fleet.wait_for(r"fleet: 500/500 connected", timeout=180)
+    fleet.wait_status(r"fleet: 500/500 connected", timeout=180)
     restart_at = time.time()
     assert server.stop(60) == 0
     new_server, _ = start_monitord(

@@ -17,7 +17,8 @@ import grpc
 import pytest
 from confluent_kafka import Producer
 
-from harness import (
+from monitoring.v1 import monitoring_pb2 as pb
+from monitoring_testsupport import (
     KafkaBroker,
     Proc,
     command_responses,
@@ -29,7 +30,6 @@ from harness import (
     statuses,
     unique,
 )
-from monitoring.v1 import monitoring_pb2 as pb
 
 pytestmark = pytest.mark.kafka
 
@@ -90,7 +90,7 @@ def arena(kafka: KafkaBroker, tmp_path_factory: pytest.TempPathFactory) -> Itera
     )
     channel = grpc.insecure_channel(address)
     try:
-        agent.wait_for("Using bidirectional streaming")
+        server.wait_agents(1)
         yield Arena(kafka, server, address, agent_id, agent, channel, random.Random(1234))
         # The well-behaved agent finished while everything below happened: nothing lost.
         assert agent.wait(300) == 0, agent.text()[-3000:]

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import (
+from monitoring.v1 import monitoring_pb2 as pb
+from monitoring_testsupport import (
     BIN,
-    REPO,
     KafkaBroker,
     Proc,
     loss_report,
@@ -23,7 +23,6 @@ from harness import (
     start_monitord,
     unique,
 )
-from monitoring.v1 import monitoring_pb2 as pb
 
 pytestmark = pytest.mark.kafka
 
@@ -84,7 +83,8 @@ def test_fifty_agents_at_once(kafka: KafkaBroker, tmp_path: Path) -> None:
         result = subprocess.run(
             [
                 sys.executable,
-                str(REPO / "bench" / "fleet.py"),
+                "-m",
+                "monitoring_testsupport.fleet",
                 "--server",
                 address,
                 "--prefix",

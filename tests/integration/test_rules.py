@@ -18,9 +18,9 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
-from harness import BIN, KafkaBroker, Proc, read_records, start_agent, start_monitord, unique, write_yaml
 from monitord import records
 from monitoring.v1 import monitoring_pb2 as pb
+from monitoring_testsupport import BIN, KafkaBroker, Proc, read_records, start_agent, start_monitord, unique, write_yaml
 
 pytestmark = pytest.mark.kafka
 

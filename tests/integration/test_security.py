@@ -10,7 +10,17 @@ from typing import Any
 
 import pytest
 
-from harness import BIN, REPO, KafkaBroker, free_port, read_records, start_agent, start_monitord, unique, write_yaml
+from monitoring_testsupport import (
+    BIN,
+    REPO,
+    KafkaBroker,
+    free_port,
+    read_records,
+    start_agent,
+    start_monitord,
+    unique,
+    write_yaml,
+)
 
 pytestmark = pytest.mark.kafka
 

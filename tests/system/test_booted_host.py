@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import REPO, KafkaBroker, free_port, read_records, unique
+from monitoring_testsupport import REPO, KafkaBroker, free_port, read_records, unique
 
 pytestmark = [pytest.mark.system, pytest.mark.kafka]
 

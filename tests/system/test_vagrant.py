@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 
-from harness import REPO
+from monitoring_testsupport import REPO
 
 
 def test_vagrantfile_validates() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import BIN, REPO
+from monitoring_testsupport import BIN, REPO
 
 ERRORS = {
     "unknown key": ("logging:\n  levle: info\n", "logging.levle", 2),

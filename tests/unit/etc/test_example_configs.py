@@ -7,10 +7,10 @@ import dataclasses
 import pytest
 import yaml
 
-from harness import REPO
 from monitor_agentd.config import AgentConfig
 from monitord.config import MonitordConfig
 from monitoring_common.config_loader import field_docs, load_file
+from monitoring_testsupport import REPO
 
 FILES = [(REPO / "etc/monitord/monitord.yaml", MonitordConfig), (REPO / "etc/monitor-agentd/agent.yaml", AgentConfig)]
 

@@ -12,11 +12,11 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness import BIN
 from monitor_agentd.config import AgentConfig
 from monitord.analysis.rules import RulesConfig
 from monitord.config import MonitordConfig
 from monitoring_common.config_loader import ConfigError, field_docs, load_text
+from monitoring_testsupport import BIN
 
 SCHEMAS: list[type[Any]] = [MonitordConfig, AgentConfig, RulesConfig]
 # Real key names (every level) make the generator reach deep into the schema, not only the top.

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from harness import REPO
+from monitoring_testsupport import REPO
 
 
 def test_generated_code_is_fresh(tmp_path: Path) -> None:

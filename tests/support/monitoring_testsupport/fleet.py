@@ -1,8 +1,9 @@
 """Run many real Agent instances in one process (one gRPC channel each) and report the outcome.
 
-Used by tests and benchmarks to simulate a fleet without paying one interpreter per agent. With
-``--iterations 0`` the fleet runs until SIGTERM/SIGINT; it prints ``fleet: N/N connected`` to
-stderr once every agent has a stream. At the end it prints one JSON object on stdout:
+Used by tests and benchmarks to simulate a fleet without paying one interpreter per agent
+(``python -m monitoring_testsupport.fleet``). With ``--iterations 0`` the fleet runs until
+SIGTERM/SIGINT; once every agent has a stream it says ``READY=1`` with ``STATUS=fleet: N/N
+connected`` (sd_notify, when ``$NOTIFY_SOCKET`` is set) and prints the same line to stderr. At the end it prints one JSON object on stdout:
 {"agents": {id: {"exit": status, "acked": n, "sequence": n}}}.
 """
 
@@ -19,6 +20,7 @@ import sys
 from monitor_agentd.app import Agent
 from monitor_agentd.config import AgentConfig, AgentSection, AgentTlsSection, CollectionSection
 from monitoring_common import logsetup
+from monitoring_common.notify import Notifier
 
 
 def make_agents(
@@ -44,7 +46,9 @@ async def report_connected(agents: list[Agent]) -> None:
     while True:
         connected = sum(a.link.connected.is_set() for a in agents)
         if connected == len(agents):
-            print(f"fleet: {connected}/{len(agents)} connected", file=sys.stderr, flush=True)
+            line = f"fleet: {connected}/{len(agents)} connected"
+            Notifier().ready(line)
+            print(line, file=sys.stderr, flush=True)
             return
         await asyncio.sleep(0.2)
 

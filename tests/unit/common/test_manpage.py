@@ -6,15 +6,14 @@ import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from monitor_agentd.config import AgentConfig
 from monitord.config import MonitordConfig
 from monitoring_common.config_loader import field_docs
+from monitoring_testsupport import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 MAN = REPO / "packaging" / "man"
 PAGES = ["monitord.8", "monitor-agentd.8", "monitorctl.1", "monitor-analyzer.1", "monitord.yaml.5", "agent.yaml.5"]
 
