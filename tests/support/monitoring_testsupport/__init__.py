@@ -1,0 +1,39 @@
+"""What the tests and the benchmarks share (installed editable by scripts/bootstrap).
+
+Real parts only: a Kafka broker run by scripts/kafka.sh, the daemons' own entry points as child
+processes whose readiness is observed the way systemd observes it (sd_notify), their /metrics,
+and readers of what landed in Kafka.
+"""
+
+from monitoring_testsupport.commands import FINAL_STATUSES, command_responses, produce_command, statuses
+from monitoring_testsupport.kafka import KafkaBroker, bench_broker, loss_report, read_records, sequences
+from monitoring_testsupport.paths import BIN, KAFKA_SH, REPO, free_port, unique, write_yaml
+from monitoring_testsupport.procs import STARTED, Monitord, Proc, start_agent, start_fleet, start_monitord
+from monitoring_testsupport.readiness import NotifyListener, health_status, scrape
+
+__all__ = [
+    "BIN",
+    "FINAL_STATUSES",
+    "KAFKA_SH",
+    "REPO",
+    "STARTED",
+    "KafkaBroker",
+    "Monitord",
+    "NotifyListener",
+    "Proc",
+    "bench_broker",
+    "command_responses",
+    "free_port",
+    "health_status",
+    "loss_report",
+    "produce_command",
+    "read_records",
+    "scrape",
+    "sequences",
+    "start_agent",
+    "start_fleet",
+    "start_monitord",
+    "statuses",
+    "unique",
+    "write_yaml",
+]
