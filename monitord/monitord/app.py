@@ -11,78 +11,68 @@ from collections.abc import Callable
 
 import grpc
 
-from monitord import __version__, metrics, records
-from monitord.auth import AuthConfigError, Authenticator, load_tokens, server_credentials
+from monitord import __version__, metrics
+from monitord.auth import Authenticator, load_tokens, server_credentials
 from monitord.command_intake import CommandIntake
 from monitord.commands import CommandRouter
 from monitord.config import MonitordConfig
-from monitord.errors import MonitordError
+from monitord.errors import AuthConfigError, StartupError
 from monitord.health import HealthReporter
-from monitord.kafka_bridge import KafkaProducerBridge, ProducerFactory
-from monitord.presence import PresencePublisher
+from monitord.kafka_bridge import KafkaProducerBridge
+from monitord.kafka_clients import PositioningConsumerFactory, ProducerFactory
+from monitord.publishers import PresencePublisher, ResponsePublisher
 from monitord.service import MonitoringService
 from monitord.sessions import SessionRegistry
 from monitord.stats import ServerStats
-from monitoring.v1 import monitoring_pb2 as pb
 from monitoring.v1 import monitoring_pb2_grpc as pb_grpc
 from monitoring_common import logsetup
 from monitoring_common.metrics_http import MetricsEndpoint
 from monitoring_common.notify import Notifier, reload_config, supervise
+from monitoring_common.transport import COMPRESSION, SERVER_KEEPALIVE_OPTIONS
 
 log = logging.getLogger(__name__)
 
-#: HTTP/2 keepalive, agreed with the agent's (monitor_agentd.stream.channel_options): the server pings an
-#: idle agent every 30 s and drops it when no answer comes within 10 s; it tolerates agent pings
-#: down to every 10 s, and the agent pings every 20 s, so it never answers too_many_pings.
-KEEPALIVE_OPTIONS = [
-    ("grpc.keepalive_time_ms", 30_000),
-    ("grpc.keepalive_timeout_ms", 10_000),
-    ("grpc.keepalive_permit_without_calls", 1),
-    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
-    ("grpc.http2.max_ping_strikes", 2),
-]
-
-
-COMPRESSION = {"none": grpc.Compression.NoCompression, "gzip": grpc.Compression.Gzip}
-
 Reloader = Callable[[], MonitordConfig]
-
-#: An agent silent for this many heartbeat intervals is stale: its stream is cancelled.
-STALE_AFTER_INTERVALS = 3
-#: ... but never sooner than this (sub-second test intervals would otherwise trip on a busy host).
-STALE_MIN_SECONDS = 5.0
-
-
-class StartupError(MonitordError):
-    """monitord could not start (e.g. the listen address is in use)."""
 
 
 class Monitord:
     """One server process: ``async with Monitord(cfg) as m: await m.serve(stop_event)``."""
 
     def __init__(
-        self, cfg: MonitordConfig, *, producer_factory: ProducerFactory | None = None, notifier: Notifier | None = None
+        self,
+        cfg: MonitordConfig,
+        *,
+        producer_factory: ProducerFactory | None = None,
+        consumer_factory: PositioningConsumerFactory | None = None,
+        notifier: Notifier | None = None,
     ) -> None:
         self.cfg = cfg
         self.notifier = notifier or Notifier()
         self._rate_sample = (time.monotonic(), 0)
         self._rate = 0.0
+        server_id = cfg.server.effective_server_id
         self.stats = ServerStats()
-        self.sessions = SessionRegistry()
         self.bridge = KafkaProducerBridge(
             cfg.kafka,
-            client_id=f"monitord-{cfg.server.effective_server_id}",
+            client_id=f"monitord-{server_id}",
             producer_factory=producer_factory,
             on_state_change=self._kafka_state_changed,
         )
         self.health = HealthReporter()
-        self.metrics: MetricsEndpoint | None = None
-        server_id = cfg.server.effective_server_id
         self.presence = PresencePublisher(self.bridge, cfg.kafka, server_id)
-        self.router = CommandRouter(cfg.commands, self.sessions, self._emit_response, server_id)
-        self.intake = CommandIntake(cfg, self.router)
-        self._tasks: list[asyncio.Task[None]] = []
+        self.sessions = SessionRegistry(self.presence, max_inflight_total=cfg.server.max_inflight_total)
+        self.router = CommandRouter(
+            cfg.commands, self.sessions, ResponsePublisher(self.bridge, cfg.kafka, server_id), server_id
+        )
+        self.intake = CommandIntake(cfg, self.router, consumer_factory)
+        # The tokens file is read in start(): until then no call is served.
+        self.auth = Authenticator(cfg.server, {})
+        self.service = MonitoringService(cfg, self.bridge, self.sessions, self.stats, self.router, self.auth)
+        self.metrics: MetricsEndpoint | None = None
         self._server: grpc.aio.Server | None = None
+        self._serving = False
+        self._intake_started = False
+        self._tasks: list[asyncio.Task[None]] = []
         self._shutdown_done = False
         self.port = 0
 
@@ -93,28 +83,47 @@ class Monitord:
     async def __aexit__(self, *exc: object) -> None:
         await self.shutdown()
 
+    # -- start -----------------------------------------------------------------------------------
+
     async def start(self) -> None:
-        """Create the producer, bind and start the gRPC server; READY=1 once serving."""
+        """Create the producer, bind and start the gRPC server; READY=1 once serving.
+
+        If any step fails, what the earlier steps started is stopped before the error propagates.
+        """
         self.notifier.extend_timeout(30)
-        await self.bridge.start()
+        try:
+            await self.bridge.start()
+            server = self._build_server()
+            self._start_metrics()
+            await self._serve(server)
+            self._start_background()
+        except BaseException:
+            await self._stop_partial_start()
+            raise
+        self.notifier.ready(self.status_line())
+
+    def _build_server(self) -> grpc.aio.Server:
+        """The gRPC server with every service attached, bound to ``server.listen``."""
+        try:
+            credentials = server_credentials(self.cfg.server)
+            self.auth.reconfigure(self.cfg.server, load_tokens(self.cfg.server.auth.tokens_file))
+        except AuthConfigError as exc:
+            raise StartupError(str(exc)) from None
         server = grpc.aio.server(
             compression=COMPRESSION[self.cfg.server.compression],
             options=[
                 ("grpc.max_receive_message_length", self.cfg.server.max_message_bytes),
                 ("grpc.so_reuseport", 0),
-                *KEEPALIVE_OPTIONS,
+                *SERVER_KEEPALIVE_OPTIONS,
             ],
         )
-        try:
-            credentials = server_credentials(self.cfg.server)
-            self.auth = Authenticator(self.cfg.server, load_tokens(self.cfg.server.auth.tokens_file))
-        except AuthConfigError as exc:
-            raise StartupError(str(exc)) from None
-        self.service = MonitoringService(
-            self.cfg, self.bridge, self.sessions, self.stats, self.presence, self.router, self.auth
-        )
+        self._server = server
         pb_grpc.add_MonitoringServiceServicer_to_server(self.service, server)
         self.health.attach(server)
+        self._bind(server, credentials)
+        return server
+
+    def _bind(self, server: grpc.aio.Server, credentials: grpc.ServerCredentials | None) -> None:
         try:
             if credentials is None:
                 log.warning("TLS is off (server.tls.mode: plaintext): agent traffic and identities are not protected")
@@ -127,14 +136,26 @@ class Monitord:
             raise StartupError(f"cannot listen on {self.cfg.server.listen}: {exc}") from None
         if self.port == 0:
             raise StartupError(f"cannot listen on {self.cfg.server.listen} (address in use or not available)")
-        if self.cfg.metrics.listen:
-            self.metrics = metrics.endpoint(self)
-            try:
-                self.metrics.start()
-            except OSError as exc:
-                raise StartupError(str(exc)) from None
+
+    def _start_metrics(self) -> None:
+        if not self.cfg.metrics.listen:
+            return
+        sources = metrics.Sources(
+            server=self.stats,
+            sessions=self.sessions.stats,
+            router=self.router.stats,
+            inflight=self.sessions.inflight,
+            kafka=self.bridge,
+        )
+        self.metrics = metrics.endpoint(self.cfg.metrics.listen, sources)
+        try:
+            self.metrics.start()
+        except OSError as exc:
+            raise StartupError(str(exc)) from None
+
+    async def _serve(self, server: grpc.aio.Server) -> None:
         await server.start()
-        self._server = server
+        self._serving = True
         await self.health.set_serving(self.bridge.kafka_up)
         # What start-up created (modules, descriptors, config) lives for the whole run: keep it out
         # of every collection. Per-record objects are freed by reference counting, so young-object
@@ -154,38 +175,41 @@ class Monitord:
             self.cfg.kafka.topics.metrics,
             self.cfg.kafka.value_encoding,
         )
-        self._tasks.append(asyncio.get_running_loop().create_task(self._watch_stale(), name="stale-watch"))
-        if self.cfg.commands.enabled:
-            self.intake.start()
-            self._tasks.append(asyncio.get_running_loop().create_task(self.router.run_expiry(), name="command-expiry"))
-            log.info(
-                "Commands: consuming %s (group %s.%s)",
-                self.cfg.kafka.topics.commands,
-                self.cfg.commands.consumer_group_prefix,
-                self.cfg.server.effective_server_id,
-            )
 
-        self.notifier.ready(self.status_line())
+    def _start_background(self) -> None:
+        """The stale watch and, if enabled, the commands consumer and the command expiry."""
+        loop = asyncio.get_running_loop()
+        self._tasks.append(loop.create_task(self.sessions.watch_stale(), name="stale-watch"))
+        if not self.cfg.commands.enabled:
+            return
+        self.intake.start()
+        self._intake_started = True
+        self._tasks.append(loop.create_task(self.router.run_expiry(), name="command-expiry"))
+        log.info(
+            "Commands: consuming %s (group %s.%s)",
+            self.cfg.kafka.topics.commands,
+            self.cfg.commands.consumer_group_prefix,
+            self.cfg.server.effective_server_id,
+        )
+
+    async def _stop_partial_start(self) -> None:
+        """Undo a failed start: stop whatever was started, in reverse order (shutdown is then a no-op)."""
+        self._shutdown_done = True
+        for task in self._tasks:
+            task.cancel()
+        if self._intake_started:
+            await self.intake.close()
+        if self._server is not None:
+            await self._server.stop(None)
+        if self.metrics is not None:
+            self.metrics.close()
+        await self.bridge.close(timeout=1.0)
 
     def _kafka_state_changed(self, up: bool, _detail: str) -> None:
         # Load balancers send agents elsewhere while this instance cannot store their records.
         task = asyncio.get_running_loop().create_task(self.health.set_serving(up))
         self._tasks.append(task)
         task.add_done_callback(self._tasks.remove)
-
-    def inflight(self) -> int:
-        return self.service.inflight() if self._server is not None else 0
-
-    def _emit_response(self, response: pb.CommandResponseMessage) -> None:
-        key, value, headers = records.encode(
-            response,
-            agent_id=response.agent_id,
-            server_id=self.cfg.server.effective_server_id,
-            encoding=self.cfg.kafka.value_encoding,
-        )
-        self.bridge.publish_soon(
-            self.cfg.kafka.topics.command_responses, key, value, headers, f"response to command {response.command_id}"
-        )
 
     async def serve(
         self, stop: asyncio.Event, reload: asyncio.Event | None = None, reloader: Reloader | None = None
@@ -273,35 +297,6 @@ class Monitord:
         self.router.reconfigure(effective.commands)
         log.info("✓ Configuration reloaded (log level %s)", effective.logging.level)
 
-    async def _redirect_agents(self, deadline: float) -> None:
-        """Tell every agent to reconnect elsewhere; wait (bounded) until their streams wound down.
-
-        Each agent half-closes at once, its in-flight records are still acknowledged, and it
-        reconnects to another server without waiting for a timeout.
-        """
-        control = pb.ServerMessage(
-            control=pb.ServerControl(action=pb.ServerControl.RECONNECT, reason="server shutting down")
-        )
-        for session in self.sessions:
-            session.redirected = True
-            try:
-                await asyncio.wait_for(session.send(control), timeout=max(0.1, deadline - time.monotonic()))
-            except Exception as exc:
-                log.debug("Could not redirect agent '%s': %s", session.agent_id, exc)
-        while len(self.sessions) and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-
-    async def _watch_stale(self, period: float = 1.0) -> None:
-        """Cancel streams of agents silent for 3 heartbeat intervals (presence: STALE)."""
-        while True:
-            await asyncio.sleep(period)
-            now = time.monotonic()
-            for session in self.sessions:
-                silent = now - session.last_seen
-                if silent > max(STALE_AFTER_INTERVALS * session.heartbeat_interval, STALE_MIN_SECONDS):
-                    log.warning("Agent '%s' silent for %.0fs: marking stale", session.agent_id, silent)
-                    session.cancel(f"stale: silent for {silent:.0f}s")
-
     async def shutdown(self) -> None:
         """Stop accepting, give streams the grace period, then flush and close the producer (idempotent)."""
         if self._shutdown_done:
@@ -311,11 +306,11 @@ class Monitord:
         self.notifier.stopping(f"shutting down: {len(self.sessions)} agents connected")
         self.notifier.extend_timeout(grace + 15)
         deadline = time.monotonic() + grace
-        self.sessions.draining = True  # new registrations and streams get UNAVAILABLE
+        self.sessions.drain()  # new registrations and streams get UNAVAILABLE
         await self.health.shutting_down()  # NOT_SERVING from now on
-        if self._server is not None:
+        if self._serving and self._server is not None:
             log.info("Shutting down: %d agents connected, grace %.0fs", len(self.sessions), grace)
-            await self._redirect_agents(deadline)
+            await self.sessions.redirect_all(deadline)
             await self._server.stop(max(0.0, deadline - time.monotonic()))
         for task in self._tasks:
             task.cancel()

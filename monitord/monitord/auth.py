@@ -22,14 +22,11 @@ import grpc
 import yaml
 
 from monitord.config import ServerSection
+from monitord.errors import AuthConfigError
 
 log = logging.getLogger(__name__)
 
 SAN_URI_PREFIX = "monitord-agent:"
-
-
-class AuthConfigError(ValueError):
-    """The tokens file or a certificate file is unusable."""
 
 
 def warn_if_world_readable(path: str, what: str) -> None:

@@ -9,9 +9,11 @@ import logging
 import sys
 
 from monitord import __version__
-from monitord.app import Monitord, StartupError
+from monitord.app import Monitord
 from monitord.auth import warn_if_world_readable
-from monitord.config import DEFAULT_PATH, MonitordConfig, kafka_client_settings
+from monitord.config import DEFAULT_PATH, MonitordConfig
+from monitord.errors import StartupError
+from monitord.kafka_clients import kafka_client_settings
 from monitoring_common import logsetup, runner
 from monitoring_common.cli_support import load_config_file, load_or_exit, override_error
 from monitoring_common.config_loader import InvalidField

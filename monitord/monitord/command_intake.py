@@ -11,32 +11,30 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Callable
 from typing import Any
 
 import confluent_kafka
 
 from monitord import records
 from monitord.commands import CommandRouter
-from monitord.config import MonitordConfig, kafka_client_settings
-from monitord.kafka_bridge import librdkafka_logger
+from monitord.config import MonitordConfig
+from monitord.kafka_clients import PositioningConsumerFactory, group_consumer_config, librdkafka_logger
 from monitoring.v1 import monitoring_pb2 as pb
 
 log = logging.getLogger(__name__)
 
-ConsumerFactory = Callable[[dict[str, Any]], Any]
 Batch = list[tuple[str, bytes | None, bytes | None, records.Headers | None]]
 
 
 def consumer_config(cfg: MonitordConfig) -> dict[str, Any]:
     """Low-latency consumer settings (fetch.wait.max.ms is the command delivery latency floor)."""
-    conf: dict[str, Any] = {
-        **kafka_client_settings(cfg.kafka),
-        "bootstrap.servers": cfg.kafka.bootstrap_servers,
-        "group.id": f"{cfg.commands.consumer_group_prefix}.{cfg.server.effective_server_id}",
-        "client.id": f"monitord-{cfg.server.effective_server_id}-commands",
-        "auto.offset.reset": "latest",
-        "enable.auto.commit": True,
+    conf = group_consumer_config(
+        cfg.kafka,
+        group_id=f"{cfg.commands.consumer_group_prefix}.{cfg.server.effective_server_id}",
+        client_id=f"monitord-{cfg.server.effective_server_id}-commands",
+        offset_reset="latest",
+    )
+    conf |= {
         "fetch.wait.max.ms": cfg.commands.fetch_wait_max_ms,
         "fetch.min.bytes": 1,
         "socket.nagle.disable": True,
@@ -49,11 +47,11 @@ class CommandIntake:
     """Consumes commands and responses in a thread and feeds the router on the loop."""
 
     def __init__(
-        self, cfg: MonitordConfig, router: CommandRouter, consumer_factory: ConsumerFactory | None = None
+        self, cfg: MonitordConfig, router: CommandRouter, consumer_factory: PositioningConsumerFactory | None = None
     ) -> None:
         self._cfg = cfg
         self._router = router
-        self._factory: ConsumerFactory = consumer_factory or confluent_kafka.Consumer
+        self._factory: PositioningConsumerFactory = consumer_factory or confluent_kafka.Consumer
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None

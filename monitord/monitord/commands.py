@@ -25,23 +25,20 @@ from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 
 from monitord import records
+from monitord.command_records import FINAL_STATUSES
 from monitord.config import CommandsSection
+from monitord.errors import InvalidCommand
+from monitord.publishers import ResponsePublisher
 from monitord.sessions import Session, SessionRegistry
+from monitord.stats import RouterStats
 from monitoring.v1 import monitoring_pb2 as pb
 
 log = logging.getLogger(__name__)
 
-FINAL = frozenset({pb.SUCCEEDED, pb.FAILED, pb.TIMED_OUT, pb.REJECTED, pb.EXPIRED, pb.INVALID})
 #: Spread of the per-instance delay before answering INVALID/EXPIRED (see module docstring).
 ANSWER_SPREAD_SECONDS = 1.0
 #: How long answered command ids are remembered (to ignore re-reads and late duplicates).
 REMEMBER_SECONDS = 3600.0
-
-Emit = Callable[[pb.CommandResponseMessage], None]
-
-
-class InvalidCommand(ValueError):
-    """A commands-topic record that is not a usable CommandMessage."""
 
 
 @dataclass
@@ -50,7 +47,6 @@ class Held:
 
     command: pb.CommandMessage
     deadline: float  # wall clock
-    sent_to: Session | None = None
 
 
 def parse(
@@ -106,20 +102,19 @@ class CommandRouter:
         self,
         cfg: CommandsSection,
         sessions: SessionRegistry,
-        emit: Emit,
+        responses: ResponsePublisher,
         server_id: str,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._cfg = cfg
         self._sessions = sessions
-        self._emit = emit
+        self._responses = responses
         self._server_id = server_id
         self._clock = clock
         self._held: dict[str, OrderedDict[str, Held]] = {}
         self._answered: OrderedDict[str, float] = OrderedDict()  # command id -> when seen answered
         self._tasks: set[asyncio.Task[None]] = set()
-        self.pushed = 0
-        self.by_status: dict[str, int] = {}
+        self.stats = RouterStats()
 
     def reconfigure(self, cfg: CommandsSection) -> None:
         """Reload: new TTLs and bounds apply to commands read from now on."""
@@ -127,7 +122,11 @@ class CommandRouter:
 
     @property
     def held(self) -> int:
+        """Commands held now, for all agents."""
         return sum(len(q) for q in self._held.values())
+
+    def _count_held(self) -> None:
+        self.stats.held = self.held
 
     # -- input -----------------------------------------------------------------------------------
 
@@ -152,6 +151,7 @@ class CommandRouter:
         self._make_room(queue)
         held = Held(command, deadline)
         queue[command.command_id] = held
+        self._count_held()
         session = self._sessions.get(command.agent_id)
         if session is not None:
             self._push(session, held)
@@ -165,12 +165,14 @@ class CommandRouter:
 
     def on_response(self, response: pb.CommandResponseMessage) -> None:
         """A response seen on command-responses or passing through a stream: stop holding it."""
-        if response.status == pb.DELIVERED or response.status in FINAL:
-            if response.status in FINAL:
+        if response.status == pb.DELIVERED or response.status in FINAL_STATUSES:
+            if response.status in FINAL_STATUSES:
                 self._remember(response.command_id)
             queue = self._held.get(response.agent_id)
-            if queue is not None and queue.pop(response.command_id, None) is not None and not queue:
-                del self._held[response.agent_id]
+            if queue is not None and queue.pop(response.command_id, None) is not None:
+                if not queue:
+                    del self._held[response.agent_id]
+                self._count_held()
 
     def on_connect(self, session: Session) -> None:
         """An agent opened a stream here: deliver what is held for it (again, if sent before)."""
@@ -180,8 +182,7 @@ class CommandRouter:
     # -- delivery --------------------------------------------------------------------------------
 
     def _push(self, session: Session, held: Held) -> None:
-        held.sent_to = session
-        self.pushed += 1
+        self.stats.pushed += 1
         task = asyncio.get_running_loop().create_task(self._write(session, held.command))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -204,6 +205,7 @@ class CommandRouter:
             if not victim_queue:
                 return
             _, held = victim_queue.popitem(last=False)
+            self._count_held()
             self._answer(held.command, pb.EXPIRED, "dropped: too many commands held for agents that are not connected")
 
     def _largest_queue(self) -> OrderedDict[str, Held]:
@@ -227,6 +229,7 @@ class CommandRouter:
                 self._answer(held.command, pb.EXPIRED, "agent did not connect before the command expired")
             if not queue:
                 del self._held[agent_id]
+        self._count_held()
         cutoff = now - REMEMBER_SECONDS
         while self._answered and next(iter(self._answered.values())) < cutoff:
             self._answered.popitem(last=False)
@@ -261,7 +264,7 @@ class CommandRouter:
             return  # another instance (or the agent) already answered
         self._remember(command.command_id)
         name = pb.CommandStatus.Name(status)
-        self.by_status[name] = self.by_status.get(name, 0) + 1
+        self.stats.answered_by_status[name] = self.stats.answered_by_status.get(name, 0) + 1
         log.warning(
             "✗ Command %s (%s) for agent '%s' → %s: %s",
             command.command_id,
@@ -281,4 +284,4 @@ class CommandRouter:
             reported_by=f"monitord:{self._server_id}",
         )
         response.finished_at.FromNanoseconds(int(now * 1e9))
-        self._emit(response)
+        self._responses.publish(response)

@@ -6,20 +6,15 @@ tests/unit/test_example_configs.py checks that the two agree.
 
 from __future__ import annotations
 
-import logging
-import os
 import socket
-import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from types import MappingProxyType
 from typing import Literal
 
-import yaml
-
-from monitoring_common.config_loader import ConfigError, InvalidField, setting, split_hostport
+from monitoring_common.config_loader import InvalidField, setting, split_hostport
 from monitoring_common.sections import LoggingSection, MetricsSection
+from monitoring_common.transport import CompressionName
 
 DEFAULT_PATH = "/etc/monitord/monitord.yaml"
 
@@ -113,7 +108,7 @@ class ServerSection:
     tls: TlsSection = setting(factory=TlsSection, doc="Transport security.")
     auth: AuthSection = setting(factory=AuthSection, doc="Agent authentication.")
     limits: LimitsSection = setting(factory=LimitsSection, doc="Per-agent limits.")
-    compression: Literal["none", "gzip"] = setting(
+    compression: CompressionName = setting(
         "none",
         "Compression of what monitord sends to agents (acks and commands are small: off by default). "
         "What agents send is decompressed whatever they chose.",
@@ -226,26 +221,3 @@ class MonitordConfig:
     commands: CommandsSection = setting(factory=CommandsSection, doc="Command delivery.")
     logging: LoggingSection = setting(factory=LoggingSection, doc="Logging.")
     metrics: ServerMetricsSection = setting(factory=ServerMetricsSection, doc="Prometheus metrics.")
-
-
-def kafka_client_settings(kafka: KafkaSection) -> dict[str, str]:
-    """``kafka.client`` plus the secrets file: what every Kafka client of ours starts from.
-
-    Raises :class:`ConfigError` naming the secrets file if it is unreadable or not a flat mapping.
-    """
-    settings = dict(kafka.client)
-    if kafka.secrets_file:
-        path = kafka.secrets_file
-        try:
-            mode = os.stat(path).st_mode
-            data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(path, None, "", f"cannot read Kafka secrets: {exc}") from None
-        if not isinstance(data, dict) or not all(isinstance(v, (str, int, float, bool)) for v in data.values()):
-            raise ConfigError(path, None, "", "expected a mapping of librdkafka property to value")
-        if mode & stat.S_IROTH:
-            logging.getLogger(__name__).warning(
-                "Kafka secrets file %s is readable by other users (mode %o): chmod o-r it", path, stat.S_IMODE(mode)
-            )
-        settings.update({str(k): str(v) for k, v in data.items()})
-    return settings

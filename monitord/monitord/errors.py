@@ -1,4 +1,8 @@
-"""monitord's exception hierarchy: subclasses say whether retrying later can help."""
+"""monitord's exception hierarchy (daemon, monitorctl and monitor-analyzer alike).
+
+Every error raised on purpose derives from :class:`MonitordError`; ``retriable`` says whether
+trying again later can help (a Kafka outage: yes; a malformed record: no).
+"""
 
 from __future__ import annotations
 
@@ -23,3 +27,25 @@ class ProducerClosed(DeliveryError):
 
     def __init__(self) -> None:
         super().__init__("monitord is shutting down", retriable=True)
+
+
+class StartupError(MonitordError):
+    """monitord could not start (e.g. the listen address is in use); exit status 69."""
+
+
+class AuthConfigError(MonitordError):
+    """The tokens file or a certificate file is unusable."""
+
+
+class RecordDecodeError(MonitordError):
+    """A Kafka record that is not a monitoring.v1 message we understand."""
+
+
+class InvalidCommand(MonitordError):
+    """A commands-topic record that is not a usable CommandMessage (answered INVALID)."""
+
+
+class KafkaUnavailable(MonitordError):
+    """Kafka did not answer, refused a record, or lacks a topic (monitorctl: exit status 69)."""
+
+    retriable = True

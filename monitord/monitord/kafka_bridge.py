@@ -14,13 +14,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
 
 import confluent_kafka
 from confluent_kafka import KafkaError
 
-from monitord.config import KafkaSection, kafka_client_settings
+from monitord.config import KafkaSection
 from monitord.errors import DeliveryError, ProducerClosed
+from monitord.kafka_clients import ProducerFactory, QueueingProducer, librdkafka_logger, producer_config
 from monitoring_common.metrics_http import LatencyHistogram
 
 log = logging.getLogger(__name__)
@@ -34,54 +34,6 @@ _PERMANENT = {
     KafkaError.INVALID_RECORD,
     KafkaError.INVALID_MSG_SIZE,
 }
-
-
-class _CapAtWarning(logging.Filter):
-    """librdkafka logs every failed connection attempt at error level; monitord reports the state
-    change itself (once), so the client's own lines are capped at warning."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno > logging.WARNING:
-            record.levelno, record.levelname = logging.WARNING, "WARNING"
-        return True
-
-
-def librdkafka_logger(name: str) -> logging.Logger:
-    """The logger handed to a librdkafka client (``logger`` config property)."""
-    logger = logging.getLogger(f"monitord.librdkafka.{name}")
-    if not logger.filters:
-        logger.addFilter(_CapAtWarning())
-    return logger
-
-
-class ProducerLike(Protocol):
-    """The part of ``confluent_kafka.Producer`` monitord uses (tests pass a fake)."""
-
-    def produce(self, topic: str, value: bytes, key: bytes, headers: Any, on_delivery: Any) -> None: ...
-    def poll(self, timeout: float) -> int: ...
-    def flush(self, timeout: float) -> int: ...
-    def __len__(self) -> int: ...
-
-
-ProducerFactory = Callable[[dict[str, Any]], ProducerLike]
-
-
-def producer_config(cfg: KafkaSection, client_id: str) -> dict[str, Any]:
-    """librdkafka properties: idempotent, acks=all, bounded delivery time; extras passed through."""
-    conf: dict[str, Any] = {
-        **kafka_client_settings(cfg),
-        "bootstrap.servers": cfg.bootstrap_servers,
-        "client.id": client_id,
-        "enable.idempotence": True,
-        "acks": "all",
-        "linger.ms": cfg.linger_ms,
-        "compression.type": cfg.compression,
-        "message.timeout.ms": cfg.delivery_timeout_ms,
-        "queue.buffering.max.messages": cfg.queue_max_messages,
-        "socket.keepalive.enable": True,
-    }
-    conf.update(cfg.producer)
-    return conf
 
 
 class KafkaProducerBridge:
@@ -100,7 +52,7 @@ class KafkaProducerBridge:
         self._factory: ProducerFactory = producer_factory or confluent_kafka.Producer  # type: ignore[assignment]
         self._on_state_change = on_state_change
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._producer: ProducerLike | None = None
+        self._producer: QueueingProducer | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._closed = False

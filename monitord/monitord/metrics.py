@@ -1,24 +1,48 @@
 """monitord's Prometheus metrics, read from its own counters at scrape time (docs/operations.md).
 
-Nothing here runs per record except the Kafka delivery-latency histogram, which the poll thread
-fills from the delivery reports it already handles.
+The collector is given its sources (the counters of the streams, sessions, router and the Kafka
+bridge), so tests hand it plain objects. Nothing here runs per record except the Kafka
+delivery-latency histogram, which the poll thread fills from the delivery reports it already
+handles.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import Protocol
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from monitoring_common.metrics_http import MetricsEndpoint
+from monitord.inflight import InflightBudget
+from monitord.stats import RouterStats, ServerStats, SessionStats
+from monitoring_common.metrics_http import LatencyHistogram, MetricsEndpoint
 
-if TYPE_CHECKING:
-    from monitord.app import Monitord
+
+class KafkaGauges(Protocol):
+    """What /metrics shows of the producer (:class:`monitord.kafka_bridge.KafkaProducerBridge`)."""
+
+    @property
+    def kafka_up(self) -> bool: ...
+    @property
+    def queue_depth(self) -> int: ...
+    @property
+    def delivery_latency(self) -> LatencyHistogram: ...
 
 
-def endpoint(app: Monitord) -> MetricsEndpoint:
-    return MetricsEndpoint(app.cfg.metrics.listen, lambda: collect(app))
+@dataclass(frozen=True)
+class Sources:
+    """Everything a scrape reads."""
+
+    server: ServerStats
+    sessions: SessionStats
+    router: RouterStats
+    inflight: InflightBudget
+    kafka: KafkaGauges
+
+
+def endpoint(listen: str, sources: Sources) -> MetricsEndpoint:
+    return MetricsEndpoint(listen, lambda: collect(sources))
 
 
 def _counter(name: str, doc: str, value: float) -> CounterMetricFamily:
@@ -29,22 +53,22 @@ def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
     return GaugeMetricFamily(name, doc, value=value)
 
 
-def collect(app: Monitord) -> Iterator[Metric]:
+def collect(sources: Sources) -> Iterator[Metric]:
     """Every metric family, from a snapshot of the server's counters."""
-    stats, bridge, router = app.stats, app.bridge, app.router
-    yield _gauge("monitord_connected_agents", "Agent streams open now.", len(app.sessions))
-    yield _counter("monitord_streams_opened", "Agent streams accepted since start.", stats.streams_opened)
-    yield _counter("monitord_streams_closed", "Agent streams ended since start (any reason).", app.sessions.disconnects)
+    stats, sessions, router, kafka = sources.server, sources.sessions, sources.router, sources.kafka
+    yield _gauge("monitord_connected_agents", "Agent streams open now.", sessions.connected)
+    yield _counter("monitord_streams_opened", "Agent streams accepted since start.", sessions.opened)
+    yield _counter("monitord_streams_closed", "Agent streams ended since start (any reason).", sessions.closed)
     yield _counter("monitord_records_received", "Metrics records received from agents.", stats.received)
     yield _counter("monitord_records_forwarded", "Records Kafka confirmed (then acknowledged).", stats.forwarded)
     yield _counter("monitord_records_failed", "Records Kafka did not take (negative ack sent).", stats.failed)
     yield _counter("monitord_records_rejected", "Messages refused by the limits (negative ack).", stats.rejected)
     yield _counter("monitord_acks_sent", "Ack messages written (one may cover many records).", stats.acks)
     yield _counter("monitord_heartbeats_received", "Agent heartbeats.", stats.heartbeats)
-    yield _gauge("monitord_inflight_records", "Records handed to Kafka, not yet acknowledged.", app.inflight())
-    yield _gauge("monitord_kafka_queue_depth", "Records in librdkafka's local queue.", bridge.queue_depth)
-    yield _gauge("monitord_kafka_up", "1 while Kafka accepts records, 0 while deliveries fail.", int(bridge.kafka_up))
-    yield bridge.delivery_latency.family(
+    yield _gauge("monitord_inflight_records", "Records handed to Kafka, not yet acknowledged.", sources.inflight.in_use)
+    yield _gauge("monitord_kafka_queue_depth", "Records in librdkafka's local queue.", kafka.queue_depth)
+    yield _gauge("monitord_kafka_up", "1 while Kafka accepts records, 0 while deliveries fail.", int(kafka.kafka_up))
+    yield kafka.delivery_latency.family(
         "monitord_kafka_delivery_seconds", "From handing a record to the producer to Kafka's confirmation."
     )
     yield _counter("monitord_commands_pushed", "Commands written to agent streams.", router.pushed)
@@ -56,7 +80,7 @@ def collect(app: Monitord) -> Iterator[Metric]:
     )
     for status, count in sorted(stats.responses_by_status.items()):
         responses.add_metric([status, "agent"], count)
-    for status, count in sorted(router.by_status.items()):
+    for status, count in sorted(router.answered_by_status.items()):
         responses.add_metric([status, "monitord"], count)
     yield responses
     yield _gauge(

@@ -22,6 +22,7 @@ from typing import Literal
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError, Message
 
+from monitord.errors import RecordDecodeError as RecordDecodeError  # readers catch records.RecordDecodeError
 from monitoring.v1 import monitoring_pb2 as pb
 
 PROTOBUF = "application/x-protobuf"
@@ -42,10 +43,6 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
 Headers = list[tuple[str, bytes]]
 #: Headers as confluent-kafka hands them back (a list of pairs; values may be None or str).
 HeadersIn = Sequence[tuple[str, "str | bytes | None"]] | dict[str, "str | bytes | None"] | None
-
-
-class RecordDecodeError(ValueError):
-    """A Kafka record that is not a monitoring.v1 message we understand."""
 
 
 def encode(
@@ -149,3 +146,15 @@ def _parse_unlabelled(value: bytes, message: Message) -> None:
             message.ParseFromString(value)
         except DecodeError:
             raise json_error from None  # it was meant as JSON: say what is wrong with it
+
+
+def describe_metrics(m: pb.MetricsData) -> str:
+    """The per-record line: ``[agent-001 #3] CPU 45.2% | Memory 67.9% | Disk / 41.0% | ...``."""
+    parts = [f"CPU {m.cpu.percent:.1f}%", f"Memory {m.memory.percent:.1f}%"]
+    if m.disks:
+        fullest = max(m.disks, key=lambda d: d.percent)
+        parts.append(f"Disk {fullest.mountpoint} {fullest.percent:.1f}%")
+    parts.append(f"Load {m.cpu.load_1m:.2f}")
+    net = m.network.total
+    parts.append(f"Net rx {net.bytes_recv / 1e6:.1f} MB tx {net.bytes_sent / 1e6:.1f} MB")
+    return f"[{m.agent_id} #{m.sequence}] " + " | ".join(parts)

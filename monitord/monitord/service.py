@@ -1,8 +1,12 @@
-"""MonitoringService: the two RPCs of monitoring.proto."""
+"""MonitoringService: the two RPCs of monitoring.proto.
+
+A call is admitted here (agent id, draining, identity, the agent limit); the session's lifecycle
+is the registry's (:mod:`monitord.sessions`), the stream itself the handler's
+(:mod:`monitord.stream_handler`).
+"""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 import time
@@ -14,8 +18,7 @@ from monitord.auth import Authenticator
 from monitord.commands import CommandRouter
 from monitord.config import MonitordConfig
 from monitord.kafka_bridge import KafkaProducerBridge
-from monitord.presence import PresencePublisher
-from monitord.sessions import Registration, Session, SessionRegistry
+from monitord.sessions import Registration, SessionRegistry
 from monitord.stats import ServerStats
 from monitord.stream_handler import AgentStream
 from monitoring.v1 import monitoring_pb2 as pb
@@ -36,32 +39,23 @@ class MonitoringService(pb_grpc.MonitoringServiceServicer):
         bridge: KafkaProducerBridge,
         sessions: SessionRegistry,
         stats: ServerStats,
-        presence: PresencePublisher,
         router: CommandRouter,
         auth: Authenticator,
     ) -> None:
         self._auth = auth
-        self._presence = presence
         self._router = router
         self._cfg = cfg
         self._bridge = bridge
         self._sessions = sessions
         self._stats = stats
-        self._inflight_limit = cfg.server.max_inflight_total
-        self._total_inflight = asyncio.Semaphore(self._inflight_limit)
         self._server_id = cfg.server.effective_server_id
-
-    def inflight(self) -> int:
-        """Records handed to Kafka and not yet acknowledged, over all streams."""
-        return self._inflight_limit - self._total_inflight._value
 
     def reconfigure(self, cfg: MonitordConfig) -> None:
         """Reload: streams opened from now on use ``cfg`` (open ones keep theirs)."""
         self._cfg = cfg
 
     async def RegisterAgent(self, request: pb.AgentRegistration, context: grpc.aio.ServicerContext) -> pb.Ack:  # noqa: N802
-        if self._sessions.draining:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, "monitord is shutting down; use another server")
+        await self._refuse_while_draining(context)
         if not AGENT_ID.match(request.agent_id):
             log.warning("Registration with invalid agent id %r from %s refused", request.agent_id, context.peer())
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "agent_id must match " + AGENT_ID.pattern)
@@ -91,14 +85,23 @@ class MonitoringService(pb_grpc.MonitoringServiceServicer):
     async def StreamCommunication(  # type: ignore[override]  # noqa: N802
         self, request_iterator: AsyncIterator[pb.AgentMessage], context: grpc.aio.ServicerContext
     ) -> None:
+        cfg = self._cfg
+        agent_id = await self._admit_stream(context, cfg)
+        async with self._sessions.opened(
+            agent_id, context.peer(), context.write, max_inflight=cfg.server.max_inflight_per_stream
+        ) as session:
+            self._router.on_connect(session)
+            await AgentStream(cfg, session, self._bridge, self._stats, self._router).run(request_iterator)
+
+    async def _admit_stream(self, context: grpc.aio.ServicerContext, cfg: MonitordConfig) -> str:
+        """The agent id the stream may act as; aborts the call otherwise."""
         metadata = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
         agent_id = metadata.get("agent-id", "")
         if not AGENT_ID.match(agent_id):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "call metadata 'agent-id' missing or invalid")
-        if self._sessions.draining:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, "monitord is shutting down; use another server")
+        await self._refuse_while_draining(context)
         await self._auth.check(context, agent_id)
-        limit = self._cfg.server.limits.max_agents
+        limit = cfg.server.limits.max_agents
         if len(self._sessions) >= limit and not self._sessions.is_connected(agent_id):
             log.warning(
                 "✗ Refused a stream for agent '%s' from %s: %d agents connected (limit)",
@@ -107,61 +110,8 @@ class MonitoringService(pb_grpc.MonitoringServiceServicer):
                 limit,
             )
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"server holds its maximum of {limit} agents")
-        task = asyncio.current_task()
-        assert task is not None
-        reason = "stream error"
+        return agent_id
 
-        def cancel(why: str) -> None:
-            nonlocal reason
-            reason = why
-            task.cancel()
-
-        session = Session(agent_id=agent_id, peer=context.peer(), write=context.write, cancel=cancel)
-        self._sessions.open(session)
-        self._stats.streams_opened += 1
-        log.info("Agent '%s' connected from %s (%d agents connected)", agent_id, session.peer, len(self._sessions))
-        registration = self._sessions.registrations.get(agent_id)
-        if registration is not None and registration.interval_seconds > 0:
-            session.heartbeat_interval = registration.interval_seconds
-        self._presence.publish(agent_id, pb.CONNECTED, peer=session.peer, registration=registration)
-        ended_cleanly = False
-        try:
-            self._router.on_connect(session)
-            stream = AgentStream(
-                self._cfg, session, self._bridge, self._total_inflight, self._stats, self._router.on_response
-            )
-            await stream.run(request_iterator)
-            # A dying peer can look like a half-close; only a STOPPING heartbeat makes it a goodbye.
-            ended_cleanly = session.said_goodbye or session.redirected
-            if not ended_cleanly:
-                reason = "stream closed without a goodbye (agent died or connection lost)"
-        except asyncio.CancelledError:
-            reason = reason if reason != "stream error" else "connection lost"
-            raise
-        except Exception as exc:
-            inner = exc.exceptions[0] if isinstance(exc, ExceptionGroup) else exc
-            reason = f"stream error: {type(inner).__name__}: {inner}"
-            if not isinstance(inner, (grpc.aio.AioRpcError, ConnectionError)):
-                log.error("Unexpected error on the stream of agent '%s'", agent_id, exc_info=inner)
-        finally:
-            self._sessions.close(session)
-            if ended_cleanly:
-                state, why = pb.DISCONNECTED, "server shutting down" if session.redirected else "goodbye"
-            else:
-                state, why = (pb.STALE if reason.startswith("stale") else pb.DISCONNECTED), reason
-            self._presence.publish(agent_id, state, reason=why, peer=session.peer, registration=registration)
-            if ended_cleanly:
-                log.info(
-                    "✓ Stream ended for agent '%s' (%d metrics received)%s",
-                    agent_id,
-                    session.metrics_received,
-                    "; redirected: server shutting down" if session.redirected else "",
-                )
-            else:
-                log.warning(
-                    "✗ Agent '%s' disconnected: %s (%d metrics received; %d agents connected)",
-                    agent_id,
-                    reason,
-                    session.metrics_received,
-                    len(self._sessions),
-                )
+    async def _refuse_while_draining(self, context: grpc.aio.ServicerContext) -> None:
+        if self._sessions.draining:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "monitord is shutting down; use another server")

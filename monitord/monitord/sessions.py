@@ -1,4 +1,10 @@
-"""Who is connected: registrations and the one live stream per agent id.
+"""Who is connected: registrations, the one live stream per agent id, and each stream's lifecycle.
+
+The registry owns every session from open to close: it replaces an older stream of the same
+agent, publishes presence (CONNECTED, then DISCONNECTED or STALE with the reason), cancels streams
+of agents gone silent, tells every agent to reconnect elsewhere on shutdown, and holds the
+in-flight budget all streams share. Other modules talk to a session only through its verbs
+(:meth:`Session.heard_from`, :meth:`Session.said_goodbye`, ...).
 
 A second stream for an agent id that already has one replaces it (the older one is cancelled with
 reason "replaced"): an agent that lost its connection without the server noticing must be able to
@@ -8,14 +14,29 @@ come back at once, and the newest connection is the one that works.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
 
+import grpc
+
+from monitord.inflight import InflightBudget
+from monitord.publishers import PresencePublisher
+from monitord.stats import SessionStats
 from monitoring.v1 import monitoring_pb2 as pb
 
 log = logging.getLogger(__name__)
+
+#: An agent silent for this many heartbeat intervals is stale: its stream is cancelled.
+STALE_AFTER_INTERVALS = 3
+#: ... but never sooner than this (sub-second test intervals would otherwise trip on a busy host).
+STALE_MIN_SECONDS = 5.0
+#: Heartbeat interval assumed until the agent says (registration or heartbeat).
+DEFAULT_HEARTBEAT_SECONDS = 10.0
+
+Write = Callable[[pb.ServerMessage], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -32,64 +53,114 @@ class Registration:
     registered_at: float
 
 
-@dataclass(eq=False)
 class Session:
-    """One live StreamCommunication call."""
+    """One live StreamCommunication call; its state changes only through the verbs below."""
 
-    agent_id: str
-    peer: str
-    write: Callable[[pb.ServerMessage], asyncio.Future[None] | object]
-    cancel: Callable[[str], None]
-    opened_at: float = field(default_factory=time.time)
-    last_seen: float = field(default_factory=time.monotonic)
-    metrics_received: int = 0
-    #: The agent announced a graceful close (heartbeat with state STOPPING).
-    said_goodbye: bool = False
-    #: The server told the agent to reconnect elsewhere (shutdown).
-    redirected: bool = False
-    #: The agent's collection interval (heartbeats come this often); staleness is judged by it.
-    heartbeat_interval: float = 10.0
-    write_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    def __init__(
+        self, agent_id: str, peer: str, write: Write, task: asyncio.Task[object], budget: InflightBudget
+    ) -> None:
+        self.agent_id = agent_id
+        self.peer = peer
+        #: This stream's share of the in-flight bound (its parent is the server's total).
+        self.budget = budget
+        self._write = write
+        self._task = task
+        self._write_lock = asyncio.Lock()
+        self._last_seen = time.monotonic()
+        self._metrics_received = 0
+        self._heartbeat_interval = DEFAULT_HEARTBEAT_SECONDS
+        self._goodbye = False
+        self._redirected = False
+        self._cancel_reason = ""
+
+    # -- verbs -----------------------------------------------------------------------------------
+
+    def heard_from(self) -> None:
+        """A message arrived: the agent is alive."""
+        self._last_seen = time.monotonic()
+
+    def received_metrics(self) -> None:
+        self._metrics_received += 1
+
+    def said_goodbye(self) -> None:
+        """The agent announced a graceful close (heartbeat with state STOPPING)."""
+        self._goodbye = True
+
+    def heartbeat_every(self, seconds: float) -> None:
+        """The agent's collection interval (heartbeats come this often); staleness is judged by it."""
+        if seconds > 0:
+            self._heartbeat_interval = seconds
+
+    def cancel(self, why: str) -> None:
+        """End the stream from the server side; ``why`` becomes the disconnect reason."""
+        self._cancel_reason = why
+        self._task.cancel()
 
     async def send(self, message: pb.ServerMessage) -> None:
         """Write one message on the stream; writes from several tasks are serialised."""
-        async with self.write_lock:
-            await self.write(message)  # type: ignore[misc]
+        async with self._write_lock:
+            await self._write(message)
+
+    async def redirect(self, control: pb.ServerMessage, timeout: float) -> None:
+        """Tell the agent to reconnect elsewhere (shutdown); its stream then ends as a goodbye."""
+        self._redirected = True
+        await asyncio.wait_for(self.send(control), timeout=timeout)
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    @property
+    def metrics_received(self) -> int:
+        return self._metrics_received
+
+    @property
+    def ended_cleanly(self) -> bool:
+        """The agent said goodbye, or the server redirected it."""
+        return self._goodbye or self._redirected
+
+    @property
+    def redirected(self) -> bool:
+        return self._redirected
+
+    @property
+    def cancel_reason(self) -> str:
+        return self._cancel_reason
+
+    def silent_for(self, now: float) -> float:
+        return now - self._last_seen
+
+    def is_stale(self, now: float) -> bool:
+        return self.silent_for(now) > max(STALE_AFTER_INTERVALS * self._heartbeat_interval, STALE_MIN_SECONDS)
 
 
 class SessionRegistry:
     """Registrations and active sessions, keyed by agent id (event-loop confined, no locks)."""
 
-    def __init__(self) -> None:
-        self.registrations: dict[str, Registration] = {}
+    def __init__(self, presence: PresencePublisher, *, max_inflight_total: int) -> None:
+        self._presence = presence
+        self._registrations: dict[str, Registration] = {}
         self._active: dict[str, Session] = {}
-        self.disconnects = 0
-        #: Set on shutdown: no new registrations or streams.
-        self.draining = False
+        self._none_open = asyncio.Event()
+        self._none_open.set()
+        self._draining = False
+        #: Records of all streams handed to Kafka and not yet acknowledged.
+        self.inflight = InflightBudget(max_inflight_total)
+        self.stats = SessionStats()
+
+    # -- registrations and admission ---------------------------------------------------------------
 
     def register(self, registration: Registration) -> None:
-        self.registrations[registration.agent_id] = registration
+        self._registrations[registration.agent_id] = registration
 
-    def open(self, session: Session) -> None:
-        """Make ``session`` the agent's live stream, cancelling an older one."""
-        old = self._active.get(session.agent_id)
-        if old is not None:
-            log.warning(
-                "Agent '%s' opened a new stream from %s; closing its older stream from %s",
-                session.agent_id,
-                session.peer,
-                old.peer,
-            )
-            old.cancel("replaced by a newer stream")
-        self._active[session.agent_id] = session
+    def registration(self, agent_id: str) -> Registration | None:
+        return self._registrations.get(agent_id)
 
-    def close(self, session: Session) -> bool:
-        """Forget ``session``; False if it had already been replaced by a newer one."""
-        self.disconnects += 1
-        if self._active.get(session.agent_id) is session:
-            del self._active[session.agent_id]
-            return True
-        return False
+    def drain(self) -> None:
+        """Shutdown: no new registrations or streams from now on."""
+        self._draining = True
+
+    @property
+    def draining(self) -> bool:
+        return self._draining
 
     def get(self, agent_id: str) -> Session | None:
         return self._active.get(agent_id)
@@ -102,3 +173,127 @@ class SessionRegistry:
 
     def __iter__(self) -> Iterator[Session]:
         return iter(list(self._active.values()))
+
+    # -- a stream's life -------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def opened(self, agent_id: str, peer: str, write: Write, *, max_inflight: int) -> AsyncIterator[Session]:
+        """The session of the calling task's stream, from CONNECTED to its disconnect reason.
+
+        Errors of the stream end it (logged, presence says why); cancellation propagates.
+        """
+        task = asyncio.current_task()
+        assert task is not None
+        session = Session(agent_id, peer, write, task, self.inflight.child(max_inflight))
+        self._open(session)
+        log.info("Agent '%s' connected from %s (%d agents connected)", agent_id, peer, len(self))
+        registration = self._registrations.get(agent_id)
+        if registration is not None:
+            session.heartbeat_every(registration.interval_seconds)
+        self._publish(session, pb.CONNECTED, "", registration)
+        reason = ""
+        try:
+            yield session
+            # A dying peer can look like a half-close; only a STOPPING heartbeat makes it a goodbye.
+            if not session.ended_cleanly:
+                reason = "stream closed without a goodbye (agent died or connection lost)"
+        except asyncio.CancelledError:
+            reason = session.cancel_reason or "connection lost"
+            raise
+        except Exception as exc:
+            inner = exc.exceptions[0] if isinstance(exc, ExceptionGroup) else exc
+            reason = f"stream error: {type(inner).__name__}: {inner}"
+            if not isinstance(inner, (grpc.aio.AioRpcError, ConnectionError)):
+                log.error("Unexpected error on the stream of agent '%s'", agent_id, exc_info=inner)
+        finally:
+            self._close(session, reason, registration)
+
+    def _open(self, session: Session) -> None:
+        old = self._active.get(session.agent_id)
+        if old is not None:
+            log.warning(
+                "Agent '%s' opened a new stream from %s; closing its older stream from %s",
+                session.agent_id,
+                session.peer,
+                old.peer,
+            )
+            old.cancel("replaced by a newer stream")
+        self._active[session.agent_id] = session
+        self._none_open.clear()
+        self.stats.opened += 1
+        self.stats.connected = len(self._active)
+
+    def _close(self, session: Session, reason: str, registration: Registration | None) -> None:
+        """Forget ``session`` (unless a newer stream replaced it already), publish and log why it ended."""
+        self.stats.closed += 1
+        if self._active.get(session.agent_id) is session:
+            del self._active[session.agent_id]
+        self.stats.connected = len(self._active)
+        if not self._active:
+            self._none_open.set()
+        agent_id = session.agent_id
+        if not reason:
+            self._publish(
+                session, pb.DISCONNECTED, "server shutting down" if session.redirected else "goodbye", registration
+            )
+            log.info(
+                "✓ Stream ended for agent '%s' (%d metrics received)%s",
+                agent_id,
+                session.metrics_received,
+                "; redirected: server shutting down" if session.redirected else "",
+            )
+            return
+        self._publish(session, pb.STALE if reason.startswith("stale") else pb.DISCONNECTED, reason, registration)
+        log.warning(
+            "✗ Agent '%s' disconnected: %s (%d metrics received; %d agents connected)",
+            agent_id,
+            reason,
+            session.metrics_received,
+            len(self),
+        )
+
+    def _publish(
+        self, session: Session, state: pb.AgentPresence.ValueType, reason: str, registration: Registration | None
+    ) -> None:
+        self._presence.publish(
+            session.agent_id,
+            state,
+            reason=reason,
+            peer=session.peer,
+            hostname=registration.hostname if registration is not None else "",
+            agent_version=registration.agent_version if registration is not None else "",
+            instance_id=registration.instance_id if registration is not None else "",
+        )
+
+    # -- server-wide verbs -----------------------------------------------------------------------
+
+    async def redirect_all(self, deadline: float) -> None:
+        """Tell every agent to reconnect elsewhere; wait (until ``deadline``) for their streams to end.
+
+        Each agent half-closes at once, its in-flight records are still acknowledged, and it
+        reconnects to another server without waiting for a timeout.
+        """
+        control = pb.ServerMessage(
+            control=pb.ServerControl(action=pb.ServerControl.RECONNECT, reason="server shutting down")
+        )
+        for session in self:
+            try:
+                await session.redirect(control, timeout=max(0.1, deadline - time.monotonic()))
+            except Exception as exc:
+                log.debug("Could not redirect agent '%s': %s", session.agent_id, exc)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._none_open.wait(), timeout=max(0.0, deadline - time.monotonic()))
+
+    def cancel_stale(self, now: float) -> None:
+        """Cancel the streams of agents silent for 3 heartbeat intervals (presence: STALE)."""
+        for session in self:
+            if session.is_stale(now):
+                silent = session.silent_for(now)
+                log.warning("Agent '%s' silent for %.0fs: marking stale", session.agent_id, silent)
+                session.cancel(f"stale: silent for {silent:.0f}s")
+
+    async def watch_stale(self, period: float = 1.0) -> None:
+        """:meth:`cancel_stale` every ``period`` seconds, until cancelled."""
+        while True:
+            await asyncio.sleep(period)
+            self.cancel_stale(time.monotonic())

@@ -1,4 +1,7 @@
-"""Server-wide counters, shown in the periodic status line, STATUS= and /metrics."""
+"""Counters shown in the periodic status line, STATUS= and /metrics, one object per owner.
+
+Each owner writes its own counters (event-loop confined); :mod:`monitord.metrics` only reads them.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ from dataclasses import dataclass, field
 
 @dataclass
 class ServerStats:
-    """Monotonic counters since start (event-loop confined)."""
+    """What the agent streams carried, since start (written by the stream handlers)."""
 
     received: int = 0
     forwarded: int = 0
@@ -15,8 +18,6 @@ class ServerStats:
     rejected: int = 0
     acks: int = 0
     heartbeats: int = 0
-    command_responses: int = 0
-    streams_opened: int = 0
     #: Command responses agents sent through their streams, by status name.
     responses_by_status: dict[str, int] = field(default_factory=dict)
     #: Highest spool-drop count each agent reported in its heartbeats.
@@ -24,3 +25,30 @@ class ServerStats:
 
     def note_agent_drops(self, agent_id: str, dropped: int) -> None:
         self.agent_drops[agent_id] = max(dropped, self.agent_drops.get(agent_id, 0))
+
+    def note_response(self, status: str) -> None:
+        self.responses_by_status[status] = self.responses_by_status.get(status, 0) + 1
+
+
+@dataclass
+class SessionStats:
+    """Agent streams (written by the session registry)."""
+
+    #: Streams accepted since start.
+    opened: int = 0
+    #: Streams ended since start, for any reason (a replaced stream included).
+    closed: int = 0
+    #: Streams open now.
+    connected: int = 0
+
+
+@dataclass
+class RouterStats:
+    """Commands (written by the command router)."""
+
+    #: Commands written to agent streams (a command pushed again after a reconnect counts again).
+    pushed: int = 0
+    #: Commands held now for agents that are not connected (or not yet confirmed DELIVERED).
+    held: int = 0
+    #: Answers monitord itself gave (EXPIRED, INVALID), by status name.
+    answered_by_status: dict[str, int] = field(default_factory=dict)

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from monitord import records
+from monitord.commands import CommandRouter
 from monitord.config import MonitordConfig
 from monitord.errors import DeliveryError
 from monitord.kafka_bridge import KafkaProducerBridge
@@ -47,17 +47,15 @@ class AgentStream:
         cfg: MonitordConfig,
         session: Session,
         bridge: KafkaProducerBridge,
-        total_inflight: asyncio.Semaphore,
         stats: ServerStats,
-        on_response: Callable[[pb.CommandResponseMessage], None],
+        router: CommandRouter,
     ) -> None:
-        self._on_response = on_response
+        self._router = router
         self._rate = RateLimiter(cfg.server.limits.messages_per_second)
         self._cfg = cfg
         self._session = session
         self._bridge = bridge
-        self._total = total_inflight
-        self._mine = asyncio.Semaphore(cfg.server.max_inflight_per_stream)
+        self._budget = session.budget  # per stream, and through it the server's total
         self._stats = stats
         # FIFO of handed-over records (None: the agent half-closed); a deque, so the acker can
         # look at what follows without taking it.
@@ -83,7 +81,7 @@ class AgentStream:
     async def _read_loop(self, requests: AsyncIterator[pb.AgentMessage]) -> None:
         session, rate = self._session, self._rate
         async for message in requests:
-            session.last_seen = time.monotonic()
+            session.heard_from()
             if (delay := rate.take()) > 0:
                 await asyncio.sleep(delay)
             await self._handle(message)
@@ -95,8 +93,7 @@ class AgentStream:
         # agent never got an ack for them, so it will send them again on its next stream.
         while self._pending:
             if self._pending.popleft() is not None:
-                self._mine.release()
-                self._total.release()
+                self._budget.release()
 
     async def _handle(self, message: pb.AgentMessage) -> None:
         kind = message.WhichOneof("message")
@@ -111,7 +108,7 @@ class AgentStream:
 
     async def _handle_metrics(self, metrics: pb.MetricsData) -> None:
         agent_id = self._session.agent_id
-        self._session.metrics_received += 1
+        self._session.received_metrics()
         self._stats.received += 1
         if metrics.agent_id != agent_id:
             await self._reject(
@@ -140,10 +137,8 @@ class AgentStream:
             return
         response.agent_id = agent_id
         response.reported_by = response.reported_by or "agent"
-        self._stats.command_responses += 1
-        status = pb.CommandStatus.Name(response.status)
-        self._stats.responses_by_status[status] = self._stats.responses_by_status.get(status, 0) + 1
-        self._on_response(response)
+        self._stats.note_response(pb.CommandStatus.Name(response.status))
+        self._router.on_response(response)
         value, headers = self._encoder.encode(response)
         await self._forward(
             pb.ACK_KIND_COMMAND_RESPONSE,
@@ -158,9 +153,8 @@ class AgentStream:
         agent_id = self._session.agent_id
         self._stats.heartbeats += 1
         if hb.state == pb.AGENT_STATE_STOPPING:
-            self._session.said_goodbye = True
-        if hb.interval_seconds > 0:
-            self._session.heartbeat_interval = hb.interval_seconds
+            self._session.said_goodbye()
+        self._session.heartbeat_every(hb.interval_seconds)
         if hb.spool_dropped > self._stats.agent_drops.get(agent_id, 0):
             log.warning("Agent '%s' reports %d metrics dropped from its full spool", agent_id, hb.spool_dropped)
             self._stats.note_agent_drops(agent_id, hb.spool_dropped)
@@ -178,8 +172,7 @@ class AgentStream:
         command_status: pb.CommandStatus.ValueType = pb.COMMAND_STATUS_UNSPECIFIED,
     ) -> None:
         # Bounded in-flight: block reading (not buffer) when Kafka is slower than the agents.
-        await self._mine.acquire()
-        await self._total.acquire()
+        await self._budget.acquire()
         key = self._encoder.key
         try:
             future = self._bridge.produce_nowait(topic, key, value, headers)
@@ -193,8 +186,7 @@ class AgentStream:
     async def _reject(self, kind: pb.AckKind.ValueType, reason: str, sequence: int = 0, command_id: str = "") -> None:
         log.warning("Rejected message from agent '%s': %s", self._session.agent_id, reason)
         future = asyncio.get_running_loop().create_future()
-        await self._mine.acquire()
-        await self._total.acquire()
+        await self._budget.acquire()
         self._put(_Pending(kind, future, sequence, command_id, reject=reason))
 
     def _put(self, item: _Pending | None) -> None:
@@ -225,8 +217,7 @@ class AgentStream:
             ):
                 return
             self._pending.popleft()
-            self._mine.release()
-            self._total.release()
+            self._budget.release()
             ack.last_sequence = nxt.sequence
             self._delivered(nxt)
 
@@ -268,8 +259,7 @@ class AgentStream:
                         if item.kind == pb.ACK_KIND_METRICS:
                             self._coalesce(ack)
             finally:
-                self._mine.release()
-                self._total.release()
+                self._budget.release()
             await self._session.send(pb.ServerMessage(acknowledgment=ack))
             self._stats.acks += 1
 

@@ -183,7 +183,8 @@ def test_kafka_secrets_file_is_checked(tmp_path: Path) -> None:
             "kafka": {"secrets_file": str(secrets), "client": {"sasl.username": "x"}},
         },
     )
-    from monitord.config import MonitordConfig, kafka_client_settings
+    from monitord.config import MonitordConfig
+    from monitord.kafka_clients import kafka_client_settings
     from monitoring_common.config_loader import load_file
 
     settings = kafka_client_settings(load_file(cfg, MonitordConfig).kafka)

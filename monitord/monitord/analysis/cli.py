@@ -17,9 +17,9 @@ from monitord.analysis.consumer import Analyzer, AnalyzerOptions
 from monitord.analysis.evaluator import RuleEvaluator
 from monitord.analysis.rule_actions import RuleActions
 from monitord.analysis.rules import RulesConfig, load_rules
-from monitord.config import DEFAULT_PATH, KafkaSection, MonitordConfig, kafka_client_settings
-from monitord.ctl.command_message import DEFAULT_ENCODING
-from monitord.ctl.kafka_io import CommandProducer, KafkaClients
+from monitord.command_records import DEFAULT_ENCODING, CommandProducer
+from monitord.config import DEFAULT_PATH, KafkaSection, MonitordConfig
+from monitord.kafka_clients import KafkaClients, kafka_client_settings
 from monitoring.v1 import monitoring_pb2 as pb
 from monitoring_common import logsetup
 from monitoring_common.cli_support import config_error_exit, load_config_file, load_or_exit

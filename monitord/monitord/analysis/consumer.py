@@ -11,7 +11,6 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TextIO
 
@@ -20,8 +19,9 @@ from google.protobuf import json_format
 from monitord import records
 from monitord.analysis.rule_actions import RuleActions, RuleEvent
 from monitord.analysis.summary import AgentFigures
-from monitord.config import KafkaSection, kafka_client_settings
-from monitord.ctl import responses
+from monitord.command_records import status_name
+from monitord.config import KafkaSection
+from monitord.kafka_clients import GroupConsumerFactory, GroupConsumerLike, group_consumer_config
 from monitoring.v1 import monitoring_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -39,31 +39,17 @@ class AnalyzerOptions:
 
 
 def consumer_config(kafka: KafkaSection, opts: AnalyzerOptions) -> dict[str, Any]:
-    return {
-        **kafka_client_settings(kafka),
-        "bootstrap.servers": kafka.bootstrap_servers,
-        "group.id": opts.group_id,
-        "auto.offset.reset": "earliest" if opts.from_beginning else "latest",
-        "enable.auto.commit": True,
-        "client.id": "monitor-analyzer",
-    }
-
-
-def describe_metrics(m: pb.MetricsData) -> str:
-    """The per-record line: ``[agent-001 #3] CPU 45.2% | Memory 67.9% | Disk / 41.0% | ...``."""
-    parts = [f"CPU {m.cpu.percent:.1f}%", f"Memory {m.memory.percent:.1f}%"]
-    if m.disks:
-        fullest = max(m.disks, key=lambda d: d.percent)
-        parts.append(f"Disk {fullest.mountpoint} {fullest.percent:.1f}%")
-    parts.append(f"Load {m.cpu.load_1m:.2f}")
-    net = m.network.total
-    parts.append(f"Net rx {net.bytes_recv / 1e6:.1f} MB tx {net.bytes_sent / 1e6:.1f} MB")
-    return f"[{m.agent_id} #{m.sequence}] " + " | ".join(parts)
+    return group_consumer_config(
+        kafka,
+        group_id=opts.group_id,
+        client_id="monitor-analyzer",
+        offset_reset="earliest" if opts.from_beginning else "latest",
+    )
 
 
 def describe_response(r: pb.CommandResponseMessage) -> str:
     """``SUCCEEDED exit 0 (0.01s)``, ``DELIVERED``, ``REJECTED: unknown command``."""
-    status = responses.status_name(r.status)
+    status = status_name(r.status)
     if r.status in (pb.SUCCEEDED, pb.FAILED, pb.TIMED_OUT):
         return f"{status} exit {r.exit_code} ({r.duration_seconds:.2f}s)"
     return f"{status}: {r.message}" if r.message and r.status != pb.DELIVERED else status
@@ -77,7 +63,7 @@ class Analyzer:
         kafka: KafkaSection,
         opts: AnalyzerOptions,
         out: TextIO,
-        consumer_factory: Callable[[dict[str, Any]], Any] | None = None,
+        consumer_factory: GroupConsumerFactory | None = None,
         rules: RuleActions | None = None,
     ) -> None:
         if consumer_factory is None:
@@ -87,7 +73,7 @@ class Analyzer:
         self._kafka = kafka
         self._opts = opts
         self._out = out
-        self._consumer = consumer_factory(consumer_config(kafka, opts))
+        self._consumer: GroupConsumerLike = consumer_factory(consumer_config(kafka, opts))
         self._rules = rules
         self.agents: dict[str, AgentFigures] = {}
 
@@ -134,7 +120,7 @@ class Analyzer:
         if isinstance(message, pb.MetricsData):
             figures = self.agents.setdefault(record.agent_id, AgentFigures())
             if figures.observe(message.sequence, message.cpu.percent, message.memory.percent):
-                self._emit("metrics", message, describe_metrics(message))
+                self._emit("metrics", message, records.describe_metrics(message))
                 if self._rules is not None:
                     for event in self._rules.on_metrics(record.agent_id, message):
                         self._emit_event(event)

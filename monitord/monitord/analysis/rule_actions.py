@@ -16,9 +16,8 @@ from typing import Any, Protocol
 from google.protobuf import json_format
 
 from monitord.analysis.evaluator import Firing, RuleEvaluator
-from monitord.ctl import responses
-from monitord.ctl.command_message import new_command
-from monitord.ctl.errors import KafkaUnavailable
+from monitord.command_records import first_line, is_final, new_command, status_name
+from monitord.errors import KafkaUnavailable
 from monitoring.v1 import monitoring_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -28,7 +27,7 @@ MAX_PENDING = 10_000
 
 
 class CommandSink(Protocol):
-    """Where commands go (:class:`monitord.ctl.kafka_io.CommandProducer`, or a fake)."""
+    """Where commands go (:class:`monitord.command_records.CommandProducer`, or a fake)."""
 
     def send(self, command: pb.CommandMessage) -> None: ...
     def poll(self) -> None: ...
@@ -116,16 +115,16 @@ class RuleActions:
 
     def on_response(self, response: pb.CommandResponseMessage) -> RuleEvent | None:
         """The report for a final response to a command a rule sent; None for anything else."""
-        if not responses.is_final(response.status):
+        if not is_final(response.status):
             return None
         pending = self._pending.pop(response.command_id, None)
         if pending is None:
             return None
-        status = responses.status_name(response.status)
+        status = status_name(response.status)
         outcome = status
         if response.status in (pb.SUCCEEDED, pb.FAILED, pb.TIMED_OUT):
             outcome += f" exit {response.exit_code}"
-            detail = responses.first_line(response)
+            detail = first_line(response)
         else:
             detail = response.message
         if detail:

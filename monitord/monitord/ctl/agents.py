@@ -11,8 +11,9 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 
 from monitord import records
-from monitord.ctl.kafka_io import ConsumerLike, KafkaClients, read_to_end
+from monitord.ctl.kafka_io import read_to_end
 from monitord.ctl.output import Output
+from monitord.kafka_clients import ConsumerLike, KafkaClients
 from monitoring.v1 import monitoring_pb2 as pb
 from monitoring_common.exits import EX_OK
 

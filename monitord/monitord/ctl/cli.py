@@ -34,13 +34,13 @@ from collections.abc import Callable
 from typing import NoReturn
 
 from monitord import __version__
-from monitord.config import DEFAULT_PATH, KafkaSection, MonitordConfig, kafka_client_settings
+from monitord.config import DEFAULT_PATH, KafkaSection, MonitordConfig
 from monitord.ctl.agents import run_agents
-from monitord.ctl.errors import KafkaUnavailable
-from monitord.ctl.kafka_io import KafkaClients
 from monitord.ctl.output import Output
 from monitord.ctl.send import SendRequest, run_send
 from monitord.ctl.tail import run_tail
+from monitord.errors import KafkaUnavailable
+from monitord.kafka_clients import KafkaClients, kafka_client_settings
 from monitoring_common import logsetup
 from monitoring_common.cli_support import config_error_exit, load_config_file, load_or_exit
 from monitoring_common.config_loader import ConfigError, InvalidField

@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from monitord.command_records import status_name
 from monitoring.v1 import monitoring_pb2 as pb
 
 EXIT_FAILED = 1
@@ -36,27 +37,13 @@ EXIT_BY_STATUS: dict[pb.CommandStatus.ValueType, int] = {
     pb.INVALID: EXIT_INVALID,
 }
 
-#: Statuses after which nothing more comes for a command.
-FINAL_STATUSES = frozenset(EXIT_BY_STATUS)
-
 #: Statuses of a command that ran (exit code, duration and output are meaningful).
 _RAN = frozenset({pb.SUCCEEDED, pb.FAILED, pb.TIMED_OUT})
-
-
-def is_final(status: pb.CommandStatus.ValueType) -> bool:
-    return status in FINAL_STATUSES
 
 
 def exit_status(status: pb.CommandStatus.ValueType) -> int:
     """The process exit status for a final ``status`` (KeyError for one that is not final)."""
     return EXIT_BY_STATUS[status]
-
-
-def status_name(status: pb.CommandStatus.ValueType) -> str:
-    try:
-        return pb.CommandStatus.Name(status)
-    except ValueError:
-        return f"STATUS_{int(status)}"
 
 
 @dataclass(frozen=True)
@@ -92,12 +79,3 @@ def render(response: pb.CommandResponseMessage) -> list[Chunk]:
         if truncated:
             chunks.append(Chunk(stream, f"[{stream} truncated by the agent]\n"))
     return chunks
-
-
-def first_line(response: pb.CommandResponseMessage) -> str:
-    """The first non-empty line of the command's stdout (or stderr), for one-line reports."""
-    for text in (response.stdout, response.stderr):
-        for line in text.splitlines():
-            if line.strip():
-                return line.strip()
-    return ""

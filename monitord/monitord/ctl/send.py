@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from monitord import records
+from monitord.command_records import DEFAULT_ENCODING, CommandProducer, Encoding, is_final, new_command
 from monitord.ctl import responses
-from monitord.ctl.command_message import DEFAULT_ENCODING, Encoding, new_command
-from monitord.ctl.kafka_io import CommandProducer, ConsumerLike, KafkaClients, assign, partitions_of, poll_batch
+from monitord.ctl.kafka_io import assign, partitions_of, poll_batch
 from monitord.ctl.output import Output
+from monitord.kafka_clients import ConsumerLike, KafkaClients
 from monitoring.v1 import monitoring_pb2 as pb
 from monitoring_common.exits import EX_OK, EX_UNAVAILABLE
 
@@ -54,7 +55,7 @@ def run_send(
     """Produce the command (and wait for its final response); returns the exit status.
 
     ``now`` (epoch seconds) stamps ``created_at``; ``clock`` (monotonic) times ``--wait-timeout``.
-    Raises :class:`~monitord.ctl.errors.KafkaUnavailable` when Kafka cannot be used.
+    Raises :class:`~monitord.errors.KafkaUnavailable` when Kafka cannot be used.
     """
     command = new_command(
         command_id=command_id,
@@ -105,7 +106,7 @@ def await_final(
                 continue
             shown.add(response.status)
             show_response(response, out)
-            if responses.is_final(response.status):
+            if is_final(response.status):
                 return responses.exit_status(response.status)
     delivered = " (it was delivered)" if pb.DELIVERED in shown else ""
     out.note(f"monitorctl: no final response to command {command.command_id} within {wait_timeout:g}s{delivered}")

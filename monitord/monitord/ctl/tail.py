@@ -9,9 +9,9 @@ from __future__ import annotations
 import logging
 
 from monitord import records
-from monitord.analysis.consumer import describe_metrics
-from monitord.ctl.kafka_io import KafkaClients, assign, poll_batch
+from monitord.ctl.kafka_io import assign, poll_batch
 from monitord.ctl.output import Output
+from monitord.kafka_clients import KafkaClients
 from monitoring.v1 import monitoring_pb2 as pb
 from monitoring_common.exits import EX_OK
 
@@ -46,7 +46,7 @@ def run_tail(
                 if out.json_mode:
                     out.record("metrics", metrics)
                 else:
-                    out.line(describe_metrics(metrics))
+                    out.line(records.describe_metrics(metrics))
                 shown += 1
                 if count is not None and shown >= count:
                     break

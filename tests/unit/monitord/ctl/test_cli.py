@@ -1,16 +1,16 @@
-"""monitorctl's command line: parsing, usage/config exit statuses, status mapping, response rendering."""
+"""monitorctl's command line: options, usage errors (64), configuration errors (78)."""
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import pytest
 
-from monitord.ctl import cli, responses
+from monitord import records
+from monitord.ctl import cli
 from monitord.ctl.cli import parse_args
-from monitord.ctl.output import Output
 from monitoring.v1 import monitoring_pb2 as pb
+from tests.unit.monitord.ctl.fakes import NOW, FakeKafka, output
 
 
 def usage_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
@@ -18,9 +18,6 @@ def usage_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
         parse_args(argv)
     assert info.value.code == 64
     return capsys.readouterr().err
-
-
-# -- parsing ---------------------------------------------------------------------------------------
 
 
 def test_send_defaults() -> None:
@@ -135,9 +132,6 @@ def test_help_documents_exit_statuses(capsys: pytest.CaptureFixture[str]) -> Non
     assert cli.__doc__ is not None and all(f"{code} " in cli.__doc__ for code in (0, 1, 124, 126, 75, 65, 69, 64, 78))
 
 
-# -- configuration --------------------------------------------------------------------------------
-
-
 def test_config_errors_exit_78(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bad = tmp_path / "monitord.yaml"
     bad.write_text("kafka:\n  topics:\n    commands: ''\n")
@@ -167,70 +161,22 @@ def test_default_requester(monkeypatch: pytest.MonkeyPatch) -> None:
     assert cli.default_requester() == "monitorctl:alice"
 
 
-# -- statuses and rendering ------------------------------------------------------------------------
+def test_missing_topic_is_69() -> None:
+    kafka = FakeKafka()
+    del kafka.logs["commands"]
+    o, out, err = output()
+    args = cli.parse_args(["send", "web-1", "ping"])
+    assert cli.run(args, kafka.clients(), o, clock=kafka.clock, wall=lambda: NOW, new_id=lambda: "id") == 69
+    assert out.getvalue() == "" and "topic 'commands': Unknown topic" in err.getvalue()
 
 
-@pytest.mark.parametrize(
-    ("status", "code"),
-    [
-        (pb.SUCCEEDED, 0),
-        (pb.FAILED, 1),
-        (pb.TIMED_OUT, 124),
-        (pb.REJECTED, 126),
-        (pb.EXPIRED, 75),
-        (pb.INVALID, 65),
-    ],
-)
-def test_final_statuses_map_to_exit_codes(status: pb.CommandStatus.ValueType, code: int) -> None:
-    assert responses.is_final(status)
-    assert responses.exit_status(status) == code
-
-
-def test_delivered_is_not_final() -> None:
-    assert not responses.is_final(pb.DELIVERED)
-    assert not responses.is_final(pb.COMMAND_STATUS_UNSPECIFIED)
-    assert set(pb.CommandStatus.values()) - responses.FINAL_STATUSES == {pb.DELIVERED, pb.COMMAND_STATUS_UNSPECIFIED}
-
-
-def rendered(response: pb.CommandResponseMessage) -> tuple[str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    output = Output(out, err)
-    for chunk in responses.render(response):
-        output.write(chunk.text, stderr=chunk.stream == "stderr")
-    return out.getvalue(), err.getvalue()
-
-
-def test_render_delivered() -> None:
-    assert rendered(pb.CommandResponseMessage(agent_id="web-1", status=pb.DELIVERED)) == ("DELIVERED to web-1\n", "")
-
-
-def test_render_ran_command_with_output_and_truncation() -> None:
-    response = pb.CommandResponseMessage(
-        agent_id="web-1",
-        status=pb.SUCCEEDED,
-        exit_code=0,
-        duration_seconds=0.0123,
-        stdout="line 1\nline 2",
-        stderr="warning\n",
-        stderr_truncated=True,
-    )
-    out, err = rendered(response)
-    assert out == "SUCCEEDED exit 0 in 0.01s\nline 1\nline 2\n"
-    assert err == "warning\n[stderr truncated by the agent]\n"
-    failed = pb.CommandResponseMessage(status=pb.FAILED, exit_code=3, duration_seconds=1.5, stdout_truncated=True)
-    assert rendered(failed) == ("FAILED exit 3 in 1.50s\n[stdout truncated by the agent]\n", "")
-    timed_out = pb.CommandResponseMessage(status=pb.TIMED_OUT, exit_code=-9, duration_seconds=30, message="killed")
-    assert rendered(timed_out)[0] == "TIMED_OUT exit -9 in 30.00s (killed)\n"
-
-
-def test_render_refusals() -> None:
-    rejected = pb.CommandResponseMessage(status=pb.REJECTED, message="unknown command 'x'", reported_by="agent")
-    assert responses.summary(rejected) == "REJECTED: unknown command 'x' (reported by agent)"
-    assert responses.summary(pb.CommandResponseMessage(status=pb.EXPIRED)) == "EXPIRED: no reason given"
-    assert responses.status_name(99) == "STATUS_99"  # type: ignore[arg-type]
-
-
-def test_first_line() -> None:
-    assert responses.first_line(pb.CommandResponseMessage(stdout="\n  pong \nmore")) == "pong"
-    assert responses.first_line(pb.CommandResponseMessage(stderr="oops\n")) == "oops"
-    assert responses.first_line(pb.CommandResponseMessage()) == ""
+def test_run_passes_generated_id_and_requester(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("USER", "bob")
+    kafka = FakeKafka()
+    o, out, _ = output()
+    args = cli.parse_args(["send", "web-1", "echo", "--", "-n", "x"])
+    assert cli.run(args, kafka.clients(), o, clock=kafka.clock, wall=lambda: NOW, new_id=lambda: "abc123") == 0
+    command = records.decode(kafka.produced[0].key(), kafka.produced[0].value(), kafka.produced[0].headers()).message
+    assert isinstance(command, pb.CommandMessage)
+    assert (command.command_id, command.requested_by, list(command.args)) == ("abc123", "monitorctl:bob", ["-n", "x"])
+    assert out.getvalue() == "abc123\n"

@@ -1,0 +1,82 @@
+"""monitord's own records: agent presence and the command answers monitord gives itself.
+
+Presence goes to the compacted ``agent-status`` topic (key = agent id): the latest record per
+agent says whether it is connected and to which monitord instance; that is what ``monitorctl
+agents`` shows. The answers monitord gives commands itself (EXPIRED, INVALID) go to
+``command-responses`` like the agents' own. Publishing never blocks a stream: it runs in the
+background and a failed publish is logged.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Protocol
+
+from monitord import records
+from monitord.config import KafkaSection
+from monitoring.v1 import monitoring_pb2 as pb
+
+log = logging.getLogger(__name__)
+
+
+class BackgroundProducer(Protocol):
+    """Where publishers hand records (:class:`monitord.kafka_bridge.KafkaProducerBridge`)."""
+
+    def publish_soon(
+        self, topic: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]], what: str
+    ) -> None: ...
+
+
+class PresencePublisher:
+    """Turns session events into AgentStatus records."""
+
+    def __init__(self, bridge: BackgroundProducer, kafka: KafkaSection, server_id: str) -> None:
+        self._bridge = bridge
+        self._kafka = kafka
+        self._server_id = server_id
+
+    def publish(
+        self,
+        agent_id: str,
+        state: pb.AgentPresence.ValueType,
+        *,
+        reason: str = "",
+        peer: str = "",
+        hostname: str = "",
+        agent_version: str = "",
+        instance_id: str = "",
+    ) -> None:
+        status = pb.AgentStatus(
+            agent_id=agent_id,
+            state=state,
+            reason=reason,
+            server_id=self._server_id,
+            peer=peer,
+            hostname=hostname,
+            agent_version=agent_version,
+            instance_id=instance_id,
+        )
+        status.at.GetCurrentTime()
+        key, value, headers = records.encode(
+            status, agent_id=agent_id, server_id=self._server_id, encoding=self._kafka.value_encoding
+        )
+        self._bridge.publish_soon(
+            self._kafka.topics.agent_status, key, value, headers, f"presence of agent '{agent_id}'"
+        )
+
+
+class ResponsePublisher:
+    """Writes the CommandResponseMessages monitord itself reports (EXPIRED, INVALID)."""
+
+    def __init__(self, bridge: BackgroundProducer, kafka: KafkaSection, server_id: str) -> None:
+        self._bridge = bridge
+        self._kafka = kafka
+        self._server_id = server_id
+
+    def publish(self, response: pb.CommandResponseMessage) -> None:
+        key, value, headers = records.encode(
+            response, agent_id=response.agent_id, server_id=self._server_id, encoding=self._kafka.value_encoding
+        )
+        self._bridge.publish_soon(
+            self._kafka.topics.command_responses, key, value, headers, f"response to command {response.command_id}"
+        )
