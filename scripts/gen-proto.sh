@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Regenerate the Python protobuf/gRPC code (and .pyi stubs) from proto/monitoring/v1/*.proto.
 # Usage: scripts/gen-proto.sh [OUTDIR]   (default: proto/, i.e. in place)
-# The generated files are committed; tests/unit/test_proto_fresh.py fails when they are stale.
+# The generated files are committed; tests/unit/proto/test_generated_code.py fails when they are stale.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 py="${PYTHON:-$here/.venv/bin/python}"

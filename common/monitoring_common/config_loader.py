@@ -19,12 +19,14 @@ from typing import Any, Literal, TypeVar, get_args, get_origin
 import yaml
 from yaml.constructor import SafeConstructor
 
+from monitoring_common.errors import CommonError
+
 T = TypeVar("T")
 
 _UNSET: Any = object()
 
 
-class ConfigError(Exception):
+class ConfigError(CommonError):
     """A configuration file is unreadable or invalid; the message is one line for an operator."""
 
     def __init__(self, source: str, line: int | None, key: str, problem: str) -> None:
@@ -39,7 +41,7 @@ class ConfigError(Exception):
         super().__init__(f"{where}: {shown_key}: {shown_problem}" if key else f"{where}: {shown_problem}")
 
 
-class InvalidField(ValueError):
+class InvalidField(CommonError, ValueError):
     """Raised by a section's ``__post_init__`` for a value that is well-typed but wrong."""
 
     def __init__(self, field: str, problem: str) -> None:
@@ -55,10 +57,9 @@ def setting(
     factory: Any = None,
     min: float | None = None,
     max: float | None = None,
-    secret: bool = False,
 ) -> Any:
     """Declare a config field with its documentation and bounds (used by the loader and the docs)."""
-    meta = {"doc": doc, "min": min, "max": max, "secret": secret}
+    meta = {"doc": doc, "min": min, "max": max}
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata=meta)
     if default is _UNSET:
