@@ -16,6 +16,8 @@ from monitor_agentd.config import ConnectionSection
 
 @dataclass(frozen=True)
 class BackoffPolicy:
+    """Delay ``initial * multiplier**attempt``, capped at ``maximum``; ``jitter`` of it randomised."""
+
     initial: float = 1.0
     multiplier: float = 2.0
     maximum: float = 60.0
@@ -23,6 +25,7 @@ class BackoffPolicy:
 
     @classmethod
     def from_config(cls, c: ConnectionSection) -> BackoffPolicy:
+        """The policy agent.yaml's ``connection.backoff_*`` keys describe."""
         return cls(c.backoff_initial_seconds, c.backoff_multiplier, c.backoff_max_seconds, c.backoff_jitter)
 
 
@@ -35,10 +38,12 @@ class Backoff:
         self.attempt = 0
 
     def next_delay(self) -> float:
+        """The delay before the next attempt (and count this attempt)."""
         p = self.policy
         ceiling = min(p.maximum, p.initial * p.multiplier ** min(self.attempt, 64))
         self.attempt += 1
         return ceiling * (1.0 - p.jitter) + ceiling * p.jitter * self._rand()
 
     def reset(self) -> None:
+        """Start over from ``initial`` (after a healthy stream, or a redirect)."""
         self.attempt = 0

@@ -21,6 +21,7 @@ log = logging.getLogger("monitor_agentd")
 
 
 def parser() -> argparse.ArgumentParser:
+    """The command-line parser (also the source of the man page's OPTIONS)."""
     p = argparse.ArgumentParser(
         prog="monitor-agentd",
         description="Monitoring agent: collects host metrics and streams them to monitord over one gRPC stream.",
@@ -95,6 +96,7 @@ def load_config(args: argparse.Namespace) -> AgentConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run monitor-agentd with ``argv`` (default: the command line); returns the exit status."""
     args = parser().parse_args(argv)
     cfg = load_or_exit("monitor-agentd", lambda: load_config(args))
     if args.check_config:
@@ -111,13 +113,13 @@ def main(argv: list[str] | None = None) -> int:
         except CredentialsError as exc:
             log.error("monitor-agentd cannot start: %s", exc)
             return EX_CONFIG
-        try:
-            agent.start_metrics()
-        except OSError as exc:
-            log.error("monitor-agentd cannot start: %s", exc)
-            agent.state.release()
-            return EX_UNAVAILABLE
-        return await agent.run(stop, reload, lambda: load_config(args))
+        async with agent:
+            try:
+                agent.start_metrics()
+            except OSError as exc:
+                log.error("monitor-agentd cannot start: %s", exc)
+                return EX_UNAVAILABLE
+            return await agent.run(stop, reload, lambda: load_config(args))
 
     return runner.run(body)
 

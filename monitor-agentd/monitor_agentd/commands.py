@@ -9,20 +9,19 @@ Every accepted command gets a DELIVERED response, then exactly one final respons
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import re
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Protocol
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from monitor_agentd import executor
-from monitor_agentd.config import CommandSpec, CommandsSection
+from monitor_agentd.config import BUILTIN_COMMANDS, SHELL_COMMAND, CommandSpec, CommandsSection
 from monitor_agentd.dedup import SeenCommands
-from monitor_agentd.outbox import ResponseOutbox
+from monitor_agentd.errors import CommandRefused
 from monitoring.v1 import monitoring_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -32,35 +31,43 @@ REMEMBER_FINALS = 1000
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
-class Refused(Exception):
-    """The command is not allowed as asked; the text says why (sent back as REJECTED)."""
+class BuiltinCommands(Protocol):
+    """The built-in commands (config.BUILTIN_COMMANDS), as :mod:`monitor_agentd.builtins` implements them."""
+
+    def check(self, name: str, args: Sequence[str]) -> None:
+        """Raise :class:`CommandRefused` unless ``args`` are valid for built-in ``name``."""
+        ...
+
+    def run(self, name: str, args: Sequence[str]) -> str:
+        """Run built-in ``name`` (already checked) and return its output."""
+        ...
 
 
-class Builtins(Protocol):
-    """What built-in commands need from the agent."""
+class ResponseSink(Protocol):
+    """Where command responses go (the outbound queue)."""
 
-    def collect_now(self) -> int: ...
-    def set_interval(self, seconds: float) -> float: ...
-    def info(self) -> dict[str, Any]: ...
+    def add_response(self, response: pb.CommandResponseMessage) -> None:
+        """Send ``response`` upstream, again after reconnects until acknowledged."""
+        ...
 
 
 def bind(spec: CommandSpec, args: Sequence[str]) -> list[str]:
-    """The argv for ``args`` under ``spec``, or :class:`Refused` naming the offending parameter."""
+    """The argv for ``args`` under ``spec``, or :class:`CommandRefused` naming the offending parameter."""
     if len(args) != len(spec.params):
         names = " ".join(p.name.upper() for p in spec.params) or "no arguments"
-        raise Refused(f"expects {len(spec.params)} argument(s) ({names}), got {len(args)}")
+        raise CommandRefused(f"expects {len(spec.params)} argument(s) ({names}), got {len(args)}")
     values: dict[str, str] = {}
     for param, value in zip(spec.params, args, strict=True):
         if "\x00" in value:
-            raise Refused(f"argument {param.name}: contains a NUL byte")
+            raise CommandRefused(f"argument {param.name}: contains a NUL byte")
         if len(value) > param.max_length:
-            raise Refused(f"argument {param.name}: longer than {param.max_length} characters")
+            raise CommandRefused(f"argument {param.name}: longer than {param.max_length} characters")
         if value.startswith("-") and not param.allow_option_like:
-            raise Refused(f"argument {param.name}: option-like values (starting with '-') are not allowed")
+            raise CommandRefused(f"argument {param.name}: option-like values (starting with '-') are not allowed")
         if ".." in value and not param.allow_dotdot:
-            raise Refused(f"argument {param.name}: '..' is not allowed")
+            raise CommandRefused(f"argument {param.name}: '..' is not allowed")
         if not re.fullmatch(param.pattern, value, flags=re.DOTALL):
-            raise Refused(f"argument {param.name}: does not match {param.pattern!r}")
+            raise CommandRefused(f"argument {param.name}: does not match {param.pattern!r}")
         values[param.name] = value
     # A function replacement inserts the value literally (no backslash or group processing).
     return [_PLACEHOLDER.sub(lambda m: values[m.group(1)], element) for element in spec.argv]
@@ -73,18 +80,24 @@ def _ts(seconds: float) -> Timestamp:
 
 
 class CommandRunner:
-    """Accepts CommandMessages from the stream and reports on them through the response outbox."""
+    """Accepts CommandMessages from the stream and reports on them through the outbound queue."""
 
     def __init__(
-        self, cfg: CommandsSection, agent_id: str, builtins: Builtins, outbox: ResponseOutbox, seen: SeenCommands
+        self,
+        cfg: CommandsSection,
+        agent_id: str,
+        builtins: BuiltinCommands,
+        responses: ResponseSink,
+        seen: SeenCommands,
     ) -> None:
         self.cfg = cfg
         self._agent_id = agent_id
         self._builtins = builtins
-        self._outbox = outbox
+        self._responses = responses
         self._seen = seen
         self._tasks: set[asyncio.Task[None]] = set()
         self._finals: OrderedDict[str, pb.CommandResponseMessage] = OrderedDict()
+        #: Programs run to completion (or timeout) since start (monitor_agentd_commands_executed).
         self.executed = 0
         if cfg.allow_shell:
             log.warning("commands.allow_shell is true: the 'shell' command runs arbitrary shell code from the server")
@@ -97,6 +110,7 @@ class CommandRunner:
 
     @property
     def running(self) -> int:
+        """Programs executing now."""
         return len(self._tasks)
 
     def submit(self, command: pb.CommandMessage) -> None:
@@ -112,7 +126,7 @@ class CommandRunner:
             )
             final = self._finals.get(command.command_id)
             if final is not None:
-                self._outbox.add(final)
+                self._responses.add_response(final)
             return
         self._seen.add(command.command_id)
         if command.HasField("expires_at") and command.expires_at.ToNanoseconds() / 1e9 < time.time():
@@ -120,7 +134,7 @@ class CommandRunner:
             return
         try:
             argv = self._resolve(command)
-        except Refused as exc:
+        except CommandRefused as exc:
             log.warning("✗ Command %s (%s) rejected: %s", command.command_id, command.command, exc)
             self._final(command, pb.REJECTED, message=str(exc))
             return
@@ -133,47 +147,23 @@ class CommandRunner:
         task.add_done_callback(self._tasks.discard)
 
     def _resolve(self, command: pb.CommandMessage) -> list[str] | None:
-        """argv for a program, None for a built-in; :class:`Refused` if not allowed."""
+        """argv for a program, None for a built-in; :class:`CommandRefused` if not allowed."""
         name, args = command.command, list(command.args)
-        if name in ("ping", "collect", "info", "set-interval"):
-            if name == "set-interval":
-                self._interval_arg(args)
-            elif args:
-                raise Refused(f"{name} takes no arguments")
+        if name in BUILTIN_COMMANDS:
+            self._builtins.check(name, args)
             return None
-        if name == "shell" and self.cfg.allow_shell:
+        if name == SHELL_COMMAND and self.cfg.allow_shell:
             return ["/bin/sh", "-c", " ".join(args)]
         spec = self.cfg.definitions.get(name)
         if spec is None:
-            raise Refused(f"unknown command {name!r} (not configured on this agent)")
+            raise CommandRefused(f"unknown command {name!r} (not configured on this agent)")
         if self.running >= self.cfg.max_concurrent:
-            raise Refused(f"too many commands running (limit {self.cfg.max_concurrent})")
+            raise CommandRefused(f"too many commands running (limit {self.cfg.max_concurrent})")
         return bind(spec, args)
-
-    @staticmethod
-    def _interval_arg(args: Sequence[str]) -> float:
-        try:
-            (value,) = args
-            seconds = float(value)
-        except ValueError:
-            raise Refused("set-interval expects one number of seconds") from None
-        if not 0.05 <= seconds <= 86_400:
-            raise Refused("set-interval: seconds must be between 0.05 and 86400")
-        return seconds
 
     def _run_builtin(self, command: pb.CommandMessage) -> None:
         started = time.time()
-        name = command.command
-        if name == "ping":
-            out = "pong"
-        elif name == "collect":
-            out = f"collected metrics #{self._builtins.collect_now()}"
-        elif name == "set-interval":
-            new = self._interval_arg(command.args)
-            old = self._builtins.set_interval(new)
-            out = f"interval {new:g}s (was {old:g}s)"
-        else:
-            out = json.dumps(self._builtins.info(), sort_keys=True)
+        out = self._builtins.run(command.command, list(command.args))
         self._final(command, pb.SUCCEEDED, stdout=out, started=started)
 
     def _timeout(self, command: pb.CommandMessage) -> float:
@@ -223,7 +213,7 @@ class CommandRunner:
             requested_by=command.requested_by,
             reported_by="agent",
         )
-        self._outbox.add(response)
+        self._responses.add_response(response)
         return response
 
     def _final(
@@ -260,7 +250,7 @@ class CommandRunner:
         response.started_at.CopyFrom(_ts(started))
         response.finished_at.CopyFrom(_ts(finished))
         log.info("✓ Command %s (%s) → %s", command.command_id, command.command, pb.CommandStatus.Name(status))
-        self._outbox.add(response)
+        self._responses.add_response(response)
         self._finals[command.command_id] = response
         while len(self._finals) > REMEMBER_FINALS:
             self._finals.popitem(last=False)

@@ -15,6 +15,7 @@ from typing import Literal
 
 from monitoring_common.config_loader import InvalidField, setting, split_hostport
 from monitoring_common.sections import LoggingSection, MetricsSection
+from monitoring_common.transport import MIN_CLIENT_PING_INTERVAL_SECONDS
 
 DEFAULT_PATH = "/etc/monitor-agentd/agent.yaml"
 
@@ -43,6 +44,7 @@ class AgentSection:
 
     @property
     def effective_id(self) -> str:
+        """``id``, or the host name when it is empty."""
         return self.id or socket.gethostname()
 
 
@@ -99,7 +101,10 @@ class ConnectionSection:
         30.0, "A stream must stay up this long before the reconnect delay is reset.", min=0, max=3600
     )
     keepalive_seconds: float = setting(
-        20.0, "HTTP/2 keepalive ping interval; monitord accepts pings down to every 10 s.", min=10, max=3600
+        20.0,
+        f"HTTP/2 keepalive ping interval; monitord accepts pings down to every {MIN_CLIENT_PING_INTERVAL_SECONDS} s.",
+        min=MIN_CLIENT_PING_INTERVAL_SECONDS,
+        max=3600,
     )
     keepalive_timeout_seconds: float = setting(
         10.0, "A ping unanswered this long means the connection is dead.", min=1, max=600
@@ -142,8 +147,12 @@ class SpoolSection:
     segment_records: int = setting(1000, "Records per spool segment file.", min=10, max=1_000_000)
 
 
-#: Names of built-in commands; a configured definition may not shadow them.
-BUILTIN_COMMANDS = ("ping", "collect", "set-interval", "info", "shell")
+#: The built-in commands (monitor_agentd.builtins implements them).
+BUILTIN_COMMANDS = ("ping", "collect", "set-interval", "info")
+#: Runs its arguments with /bin/sh -c, only with ``commands.allow_shell: true``.
+SHELL_COMMAND = "shell"
+#: Names a configured definition may not shadow.
+RESERVED_COMMAND_NAMES = (*BUILTIN_COMMANDS, SHELL_COMMAND)
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -220,7 +229,7 @@ class CommandsSection:
 
     def __post_init__(self) -> None:
         for name in self.definitions:
-            if name in BUILTIN_COMMANDS:
+            if name in RESERVED_COMMAND_NAMES:
                 raise InvalidField("definitions", f"{name!r} is a built-in command name")
 
 

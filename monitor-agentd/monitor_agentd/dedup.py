@@ -29,6 +29,7 @@ class SeenCommands:
         return command_id in self._ids
 
     def add(self, command_id: str) -> None:
+        """Remember ``command_id`` (in memory, bounded, and appended to the file)."""
         self._ids[command_id] = None
         while len(self._ids) > self._remember:
             self._ids.popitem(last=False)

@@ -26,3 +26,8 @@ class StateDirError(AgentError):
 
 class CredentialsError(AgentError):
     """A certificate, key or token file named in agent.yaml cannot be used (exit 78 at start)."""
+
+
+class CommandRefused(AgentError):
+    """A command is not allowed as asked (unknown, bad arguments, too many running); the text says
+    why and is sent back to the server as the REJECTED response's message."""

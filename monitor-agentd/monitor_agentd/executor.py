@@ -32,6 +32,7 @@ class HeadTail:
         self.total = 0
 
     def feed(self, data: bytes) -> None:
+        """Take the next chunk of output."""
         self.total += len(data)
         room = self._head_max - len(self.head)
         if room > 0:
@@ -44,9 +45,11 @@ class HeadTail:
 
     @property
     def truncated(self) -> bool:
+        """True if more than ``limit`` bytes came (the middle is cut)."""
         return self.total > self.limit
 
     def text(self) -> str:
+        """The kept output as text, with a marker where the middle was cut."""
         if not self.truncated:
             return (bytes(self.head) + bytes(self.tail)).decode("utf-8", "replace")
         cut = self.total - len(self.head) - len(self.tail)

@@ -11,7 +11,6 @@ order. Without a store (tests, benchmarks) the spool is memory only.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections import OrderedDict, deque
 
@@ -33,10 +32,10 @@ class Spool:
         self._to_send: deque[int] = deque()
         self._holding = False
         self._highest = 0
-        self.changed = asyncio.Event()
         self.dropped = 0
         self.acked = 0
         self.last_acked = 0
+        #: Unacknowledged records found on disk at start (sent before anything new).
         self.replayed_from_disk = 0
 
     def load(self) -> int:
@@ -80,7 +79,6 @@ class Spool:
         self._remember(record)
         self._to_send.append(record.sequence)
         self._release()
-        self.changed.set()
 
     def _remember(self, record: pb.MetricsData) -> None:
         self._cache[record.sequence] = record
@@ -113,8 +111,6 @@ class Spool:
         """A new stream starts: everything unacknowledged is sent again, oldest first."""
         self._holding = False
         self._to_send = deque(self._index)
-        if self._to_send:
-            self.changed.set()
 
     def ack(self, first: int, last: int) -> int:
         """Forget records ``first..last`` (inclusive); returns how many were still held."""
@@ -130,8 +126,6 @@ class Spool:
         self.acked += removed
         self.last_acked = max(self.last_acked, last)
         self._release()
-        if not self._index:
-            self.changed.set()
         return removed
 
     def discard(self, first: int, last: int) -> None:
@@ -143,8 +137,6 @@ class Spool:
                 self.dropped += 1
                 log.error("Server permanently refused metrics #%d; dropped", seq)
         self._release()
-        if not self._index:
-            self.changed.set()
 
     def _release(self) -> None:
         # Everything below the oldest record still held is done with, on disk too.
@@ -152,6 +144,12 @@ class Spool:
             done = next(iter(self._index)) - 1 if self._index else self._highest
             self._store.release_through(done)
 
+    @property
+    def repaired_bytes(self) -> int:
+        """Bytes of torn or corrupt tail the store cut off at start (0 without a store)."""
+        return self._store.repaired_bytes if self._store is not None else 0
+
     def close(self) -> None:
+        """Close the on-disk store; everything unacknowledged stays there for the next start."""
         if self._store is not None:
             self._store.close()

@@ -141,6 +141,7 @@ class SpoolStore:
 
     @staticmethod
     def read(location: Location) -> bytes:
+        """The payload stored at ``location``."""
         with location.segment.open("rb") as f:
             f.seek(location.offset)
             return f.read(location.length)
@@ -162,6 +163,7 @@ class SpoolStore:
         return self._fd is not None and segment is self.segments[-1]
 
     def close(self) -> None:
+        """Flush (with ``fsync``) and close the segment being written; idempotent."""
         if self._fd is not None:
             if self.fsync:
                 os.fsync(self._fd)

@@ -37,13 +37,16 @@ class StateDir:
 
     @property
     def spool_dir(self) -> Path:
+        """Where the on-disk spool lives."""
         return self.path / "spool"
 
     @property
     def seen_commands(self) -> Path:
+        """The file of command ids already accepted."""
         return self.path / "commands-seen"
 
     def release(self) -> None:
+        """Give the lock up (idempotent); another agent may use the directory then."""
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None

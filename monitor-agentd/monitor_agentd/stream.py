@@ -1,9 +1,9 @@
 """One connection to one monitord: register, open the stream, write and read until it ends.
 
-The writer sends what the spool hands out (replaying everything unacknowledged first) plus control
-messages (heartbeats, command responses); the reader applies acks to the spool and passes commands
-on. Both run in a TaskGroup: if either fails the connection is over and :class:`LinkFailed` tells
-the reconnect loop why.
+The writer sends what the outbound queue hands out (replaying everything unacknowledged first);
+the reader tells the queue about acks and passes commands to the command sink. Both run in a
+TaskGroup: if either fails the connection is over and :class:`LinkFailed` tells the reconnect loop
+(:mod:`monitor_agentd.connection`) why.
 """
 
 from __future__ import annotations
@@ -12,34 +12,44 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from typing import Protocol
 
 import grpc
 
 from monitor_agentd import credentials
 from monitor_agentd.config import ConnectionSection
 from monitor_agentd.errors import CredentialsError, LinkFailed
-from monitor_agentd.outbox import ResponseOutbox
-from monitor_agentd.spool import Spool
+from monitor_agentd.outbound import Outbound
 from monitoring.v1 import monitoring_pb2 as pb
 from monitoring.v1 import monitoring_pb2_grpc as pb_grpc
+from monitoring_common.transport import COMPRESSION, client_keepalive_options
 
 log = logging.getLogger(__name__)
 
 
-COMPRESSION = {"none": grpc.Compression.NoCompression, "gzip": grpc.Compression.Gzip}
-
-
 def channel_options(cfg: ConnectionSection) -> list[tuple[str, int]]:
-    """HTTP/2 keepalive agreed with monitord's (monitord.app.KEEPALIVE_OPTIONS)."""
-    return [
-        ("grpc.keepalive_time_ms", int(cfg.keepalive_seconds * 1000)),
-        ("grpc.keepalive_timeout_ms", int(cfg.keepalive_timeout_seconds * 1000)),
-        ("grpc.keepalive_permit_without_calls", 1),
-        ("grpc.http2.max_pings_without_data", 0),
-        # Reconnecting is this agent's job (with its own backoff), not the channel's.
-        ("grpc.enable_retries", 0),
-    ]
+    """The agent's channel options: HTTP/2 keepalive agreed with monitord, no channel retries."""
+    return client_keepalive_options(cfg.keepalive_seconds, cfg.keepalive_timeout_seconds)
+
+
+class CommandSink(Protocol):
+    """What to do with a command from the server (the command runner)."""
+
+    def submit(self, command: pb.CommandMessage) -> None:
+        """Take ``command`` over; must neither block nor raise."""
+        ...
+
+
+class PresenceSource(Protocol):
+    """What the agent says about itself: at registration and in its goodbye heartbeat."""
+
+    def registration(self) -> pb.AgentRegistration:
+        """The RegisterAgent request for a new connection."""
+        ...
+
+    def heartbeat(self, state: pb.AgentState.ValueType) -> pb.AgentHeartbeat:
+        """A heartbeat reporting ``state``."""
+        ...
 
 
 class Link:
@@ -49,27 +59,21 @@ class Link:
         self,
         cfg: ConnectionSection,
         agent_id: str,
-        spool: Spool,
-        responses: ResponseOutbox,
-        control: deque[pb.AgentMessage],
-        finishing: asyncio.Event,
-        registration: Callable[[], pb.AgentRegistration],
-        heartbeat: Callable[[pb.AgentState.ValueType], pb.AgentHeartbeat],
-        on_command: Callable[[pb.CommandMessage], None],
+        outbound: Outbound,
+        commands: CommandSink,
+        presence: PresenceSource,
+        *,
+        connected: asyncio.Event | None = None,
     ) -> None:
         self._cfg = cfg
         self._agent_id = agent_id
-        self._spool = spool
-        self._responses = responses
-        self._control = control
-        self._finishing = finishing
-        self._registration = registration
-        self._heartbeat = heartbeat
-        self._on_command = on_command
+        self._outbound = outbound
+        self._commands = commands
+        self._presence = presence
         self._retry_handle: asyncio.TimerHandle | None = None
         self.connected_since: float | None = None
-        #: Set while a stream is open.
-        self.connected = asyncio.Event()
+        #: Set while a stream is open (pass ``connected`` to share it with parts built before the link).
+        self.connected = connected if connected is not None else asyncio.Event()
         #: Wall-clock times of connection attempts (the reconnect-storm benchmark reads them).
         self.attempts: deque[float] = deque(maxlen=1000)
         self._redirect: str | None = None
@@ -102,7 +106,7 @@ class Link:
             async with channel:
                 stub = pb_grpc.MonitoringServiceStub(channel)
                 ack = await stub.RegisterAgent(
-                    self._registration(),
+                    self._presence.registration(),
                     timeout=self._cfg.connect_timeout_seconds,
                     wait_for_ready=True,
                     metadata=creds.metadata,
@@ -113,8 +117,7 @@ class Link:
                 log.info("✓ Agent registered: %s", ack.message)
                 log.info("Using bidirectional streaming (server %s at %s)", ack.server_id or "?", address)
                 call = stub.StreamCommunication(metadata=(("agent-id", self._agent_id), *creds.metadata))
-                self._spool.rewind()
-                self._responses.rewind()
+                self._outbound.start_stream()
                 self.connected_since = time.monotonic()
                 self.connected.set()
                 await self._serve(call)
@@ -146,33 +149,24 @@ class Link:
                 raise LinkFailed(f"stream ended: {first}") from None
             raise
 
-    def _next_message(self) -> pb.AgentMessage | None:
-        if self._control:
-            return self._control.popleft()
-        response = self._responses.next_to_send()
-        if response is not None:
-            return pb.AgentMessage(command_response=response)
-        record = self._spool.next_to_send()
-        return pb.AgentMessage(metrics_data=record) if record is not None else None
-
     async def _write_loop(self, call: grpc.aio.StreamStreamCall) -> None:
+        outbound = self._outbound
         while True:
-            self._spool.changed.clear()
-            while (message := self._next_message()) is not None:
+            while (message := outbound.next_message()) is not None:
                 await call.write(message)
                 if message.HasField("metrics_data"):
                     self._outstanding += 1
-            if self._redirect is not None:
+            if outbound.ending_stream:
                 # The server is going away: half-close now; whatever is unacknowledged stays in
-                # the spool and is replayed on the next stream.
+                # the outbound queue and is replayed on the next stream.
                 await call.done_writing()
                 return
-            if self._finishing.is_set() and not self._control and not self._responses and not self._spool:
+            if outbound.ready_for_goodbye:
                 # The STOPPING heartbeat tells the server this is a goodbye, not a lost connection.
-                await call.write(pb.AgentMessage(heartbeat=self._heartbeat(pb.AGENT_STATE_STOPPING)))
+                await call.write(pb.AgentMessage(heartbeat=self._presence.heartbeat(pb.AGENT_STATE_STOPPING)))
                 await call.done_writing()
                 return
-            await self._spool.changed.wait()
+            await outbound.wait()
 
     async def _read_loop(self, call: grpc.aio.StreamStreamCall) -> None:
         async for message in call:
@@ -180,14 +174,14 @@ class Link:
             if kind == "acknowledgment":
                 self._on_ack(message.acknowledgment)
             elif kind == "command":
-                self._on_command(message.command)
+                self._commands.submit(message.command)
             elif kind == "control" and message.control.action == pb.ServerControl.RECONNECT:
                 log.info("Server %s asks to reconnect elsewhere: %s", self.server_id, message.control.reason)
                 self._redirect = message.control.reason or "server asked to reconnect"
-                self._spool.changed.set()
+                self._outbound.end_stream()
         if self._redirect is not None:
             raise LinkFailed(f"server asked to reconnect ({self._redirect})", immediate=True)
-        if not (self._finishing.is_set() and not self._spool and not self._responses):
+        if not (self._outbound.finishing and not self._outbound.unacknowledged):
             raise LinkFailed("server closed the stream")
 
     def _on_ack(self, ack: pb.Ack) -> None:
@@ -195,7 +189,7 @@ class Link:
             self._outstanding = max(0, self._outstanding - (ack.last_sequence - ack.first_sequence + 1))
         if ack.kind == pb.ACK_KIND_COMMAND_RESPONSE:
             if ack.success or not ack.retriable:
-                self._responses.ack(ack.command_id, ack.command_status)
+                self._outbound.ack_response(ack.command_id, ack.command_status)
             if not ack.success:
                 log.warning("Server could not store the response to command %s: %s", ack.command_id, ack.message)
                 if ack.retriable:
@@ -204,7 +198,7 @@ class Link:
         if ack.kind != pb.ACK_KIND_METRICS:
             return
         if ack.success:
-            self._spool.ack(ack.first_sequence, ack.last_sequence)
+            self._outbound.ack_metrics(ack.first_sequence, ack.last_sequence)
             log.debug("Ack for metrics #%d..#%d", ack.first_sequence, ack.last_sequence)
         elif ack.retriable:
             log.warning(
@@ -213,11 +207,11 @@ class Link:
                 ack.message,
                 self._cfg.retry_nacked_seconds,
             )
-            self._spool.hold()
+            self._outbound.hold()
             self._schedule_resend()
         else:
             log.error("Server refused metrics #%d..#%d: %s", ack.first_sequence, ack.last_sequence, ack.message)
-            self._spool.discard(ack.first_sequence, ack.last_sequence)
+            self._outbound.discard_metrics(ack.first_sequence, ack.last_sequence)
 
     def _schedule_resend(self) -> None:
         if self._retry_handle is None:
@@ -230,5 +224,4 @@ class Link:
             # second copy of each in Kafka. Replay once every outstanding record was answered.
             self._schedule_resend()
             return
-        self._spool.rewind()
-        self._responses.rewind()
+        self._outbound.rewind()

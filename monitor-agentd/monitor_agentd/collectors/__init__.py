@@ -13,7 +13,9 @@ class Collector(Protocol):
 
     name: str
 
-    def collect(self, record: pb.MetricsData, sequence: int) -> None: ...
+    def collect(self, record: pb.MetricsData, sequence: int) -> None:
+        """Fill ``record``'s measurements (``sequence`` lets a synthetic source be deterministic)."""
+        ...
 
 
 def make_collector(cfg: CollectionSection, agent_id: str) -> Collector:

@@ -24,6 +24,7 @@ class MockCollector:
         self._phase = (zlib.crc32(agent_id.encode()) % 1000) / 1000 * 2 * math.pi
 
     def collect(self, record: pb.MetricsData, sequence: int) -> None:
+        """Fill ``record`` with the values of ``sequence`` (the same every time)."""
         t = sequence / 10 + self._phase
         cpu = 45 + 25 * math.sin(t) + 5 * math.sin(3.7 * t)
         record.cpu.percent = round(cpu, 2)

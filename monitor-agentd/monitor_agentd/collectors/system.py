@@ -27,6 +27,7 @@ class SystemCollector:
         self._boot_time = psutil.boot_time()
 
     def collect(self, record: pb.MetricsData, sequence: int) -> None:
+        """Fill ``record`` with this host's current figures."""
         ps = self._ps
         cpu = record.cpu
         cpu.percent = ps.cpu_percent(interval=None)
