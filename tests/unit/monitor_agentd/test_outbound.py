@@ -1,0 +1,148 @@
+"""The outbound queue: what the writer sends next, and when it is woken."""
+
+from __future__ import annotations
+
+import asyncio
+
+from monitor_agentd.outbound import Outbound, ResponseOutbox
+from monitor_agentd.spool import Spool
+from monitoring.v1 import monitoring_pb2 as pb
+
+
+def record(seq: int) -> pb.MetricsData:
+    return pb.MetricsData(agent_id="a", sequence=seq)
+
+
+def response(command_id: str, status: pb.CommandStatus.ValueType = pb.DELIVERED) -> pb.CommandResponseMessage:
+    return pb.CommandResponseMessage(command_id=command_id, status=status)
+
+
+def kinds(outbound: Outbound) -> list[str]:
+    out = []
+    while (message := outbound.next_message()) is not None:
+        out.append(str(message.WhichOneof("message")))
+    return out
+
+
+async def woken(outbound: Outbound) -> bool:
+    """True if the writer would wake now (and consume that wake-up)."""
+    try:
+        await asyncio.wait_for(outbound.wait(), 0.01)
+    except TimeoutError:
+        return False
+    return True
+
+
+def test_control_first_then_responses_then_metrics() -> None:
+    outbound = Outbound(Spool(10))
+    outbound.add_record(record(1))
+    outbound.add_response(response("c1"))
+    outbound.add_control(pb.AgentMessage(heartbeat=pb.AgentHeartbeat(agent_id="a")))
+    assert kinds(outbound) == ["heartbeat", "command_response", "metrics_data"]
+    assert outbound.unacknowledged  # control is fire-and-forget, the others wait for acks
+
+
+def test_every_producer_wakes_the_writer() -> None:
+    async def scenario() -> None:
+        outbound = Outbound(Spool(10))
+        assert not await woken(outbound)
+        outbound.add_record(record(1))
+        assert await woken(outbound) and not await woken(outbound)  # one wake-up per change
+        outbound.add_response(response("c1"))
+        assert await woken(outbound)
+        outbound.add_control(pb.AgentMessage())
+        assert await woken(outbound)
+        outbound.finish()
+        assert await woken(outbound) and outbound.finishing
+
+    asyncio.run(scenario())
+
+
+def test_the_last_ack_wakes_a_finishing_writer_for_its_goodbye() -> None:
+    async def scenario() -> None:
+        outbound = Outbound(Spool(10))
+        outbound.add_record(record(1))
+        outbound.add_record(record(2))
+        outbound.add_response(response("c1"))
+        kinds(outbound)
+        outbound.finish()
+        await woken(outbound)
+        outbound.ack_metrics(1, 1)
+        assert not await woken(outbound)  # record 2 still outstanding
+        outbound.ack_metrics(2, 2)
+        assert await woken(outbound)
+        assert not outbound.ready_for_goodbye  # the response is not acknowledged yet
+        outbound.ack_response("c1", pb.DELIVERED)
+        assert await woken(outbound) and outbound.ready_for_goodbye and not outbound.unacknowledged
+
+    asyncio.run(scenario())
+
+
+def test_discard_drops_and_wakes_when_empty() -> None:
+    async def scenario() -> None:
+        outbound = Outbound(Spool(10))
+        outbound.add_record(record(1))
+        await woken(outbound)
+        outbound.discard_metrics(1, 1)
+        assert await woken(outbound) and outbound.spool.dropped == 1
+
+    asyncio.run(scenario())
+
+
+def test_rewind_replays_unacknowledged_and_hold_pauses_metrics() -> None:
+    async def scenario() -> None:
+        outbound = Outbound(Spool(10))
+        for seq in (1, 2, 3):
+            outbound.add_record(record(seq))
+        outbound.add_response(response("c1"))
+        assert kinds(outbound) == ["command_response", "metrics_data", "metrics_data", "metrics_data"]
+        outbound.ack_metrics(1, 1)
+        outbound.hold()
+        outbound.add_record(record(4))
+        assert kinds(outbound) == []  # held until the rewind
+        await woken(outbound)
+        outbound.rewind()
+        assert await woken(outbound)
+        replayed = []
+        while (message := outbound.next_message()) is not None:
+            replayed.append(message.metrics_data.sequence if message.HasField("metrics_data") else "c1")
+        assert replayed == ["c1", 2, 3, 4]
+
+    asyncio.run(scenario())
+
+
+def test_rewind_with_nothing_unacknowledged_does_not_wake() -> None:
+    async def scenario() -> None:
+        outbound = Outbound(Spool(10))
+        outbound.rewind()
+        assert not await woken(outbound)
+
+    asyncio.run(scenario())
+
+
+def test_end_stream_wakes_and_start_stream_clears_it() -> None:
+    async def scenario() -> None:
+        outbound = Outbound(Spool(10))
+        outbound.end_stream()
+        assert await woken(outbound) and outbound.ending_stream
+        outbound.add_record(record(1))
+        kinds(outbound)
+        outbound.start_stream()
+        assert not outbound.ending_stream and kinds(outbound) == ["metrics_data"]
+
+    asyncio.run(scenario())
+
+
+def test_response_outbox_keeps_each_status_until_acked() -> None:
+    outbox = ResponseOutbox()
+    outbox.add(response("c1", pb.DELIVERED))
+    outbox.add(response("c1", pb.SUCCEEDED))
+    assert len(outbox) == 2
+    outbox.ack("c1", pb.DELIVERED)
+    assert outbox.next_to_send() is not None and outbox.next_to_send() is None  # the acked one is skipped
+    outbox.rewind()
+    sent = outbox.next_to_send()
+    assert sent is not None and sent.status == pb.SUCCEEDED
+    outbox.ack("c1", pb.SUCCEEDED)
+    outbox.ack("unknown", pb.FAILED)
+    assert len(outbox) == 0
