@@ -93,8 +93,10 @@ class Monitord:
         self.notifier.extend_timeout(30)
         try:
             await self.bridge.start()
-            server = self._build_server()
+            # /metrics before the gRPC port: a grpc.aio server that was bound but never started
+            # keeps its port until the process exits, so binding is the last step that can fail.
             self._start_metrics()
+            server = self._build_server()
             await self._serve(server)
             self._start_background()
         except BaseException:

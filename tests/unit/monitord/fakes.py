@@ -301,13 +301,14 @@ class FakeContext:
 
 
 def plaintext_config(**server: Any) -> MonitordConfig:
-    """A config for in-process servers: 127.0.0.1, any free port, plaintext, anonymous agents."""
+    """A config for in-process servers: 127.0.0.1, a free port, plaintext, anonymous agents."""
     import dataclasses
 
     from monitord.config import AuthSection, ServerMetricsSection, ServerSection, TlsSection
+    from monitoring_testsupport import free_port
 
     section = ServerSection(
-        listen="127.0.0.1:0",
+        listen=f"127.0.0.1:{free_port()}",
         server_id="test-1",
         tls=TlsSection(mode="plaintext"),
         auth=AuthSection(require_identity=False),
@@ -315,3 +316,44 @@ def plaintext_config(**server: Any) -> MonitordConfig:
         log_each_record=True,
     )
     return MonitordConfig(server=dataclasses.replace(section, **server), metrics=ServerMetricsSection(listen=""))
+
+
+class AgentCall:
+    """An agent's StreamCommunication call against an in-process server."""
+
+    def __init__(self, channel: Any, agent_id: str, metadata: Sequence[tuple[str, str]] | None = None) -> None:
+        from monitoring.v1 import monitoring_pb2_grpc as pb_grpc
+
+        self._outbox: asyncio.Queue[pb.AgentMessage | None] = asyncio.Queue()
+        stub = pb_grpc.MonitoringServiceStub(channel)
+        md = (("agent-id", agent_id),) if metadata is None else tuple(metadata)
+        self.call = stub.StreamCommunication(self._requests(), metadata=md)
+
+    async def _requests(self) -> Any:
+        while (message := await self._outbox.get()) is not None:
+            yield message
+
+    def send(self, *messages: pb.AgentMessage) -> None:
+        for message in messages:
+            self._outbox.put_nowait(message)
+
+    def close(self) -> None:
+        """Half-close: the agent sends nothing more."""
+        self._outbox.put_nowait(None)
+
+    async def read(self) -> pb.ServerMessage:
+        message = await asyncio.wait_for(self.call.read(), WAIT)
+        assert isinstance(message, pb.ServerMessage), f"stream ended: {message!r}"
+        return message
+
+    async def goodbye(self) -> None:
+        """A graceful close: STOPPING heartbeat, half-close, the call ends OK."""
+        import grpc
+
+        self.send(pb.AgentMessage(heartbeat=pb.AgentHeartbeat(state=pb.AGENT_STATE_STOPPING)))
+        self.close()
+        assert await asyncio.wait_for(self.call.code(), WAIT) == grpc.StatusCode.OK
+
+
+def metrics_message(sequence: int, agent_id: str = "web-1") -> pb.AgentMessage:
+    return pb.AgentMessage(metrics_data=pb.MetricsData(agent_id=agent_id, sequence=sequence))
