@@ -146,6 +146,7 @@ class Monitord:
             server=self.stats,
             sessions=self.sessions.stats,
             router=self.router.stats,
+            intake=self.intake.stats,
             inflight=self.sessions.inflight,
             kafka=self.bridge,
         )

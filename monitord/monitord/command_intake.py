@@ -19,6 +19,7 @@ from monitord import records
 from monitord.commands import CommandRouter
 from monitord.config import MonitordConfig
 from monitord.kafka_clients import PositioningConsumerFactory, group_consumer_config, librdkafka_logger
+from monitord.stats import IntakeStats
 from monitoring.v1 import monitoring_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ class CommandIntake:
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.assigned = asyncio.Event()
+        self.stats = IntakeStats()
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -88,7 +90,7 @@ class CommandIntake:
                 topics.commands,
                 topics.command_responses,
             )
-            loop.call_soon_threadsafe(self.assigned.set)
+            loop.call_soon_threadsafe(self._assigned, len(positioned))
 
         consumer.subscribe([topics.commands, topics.command_responses], on_assign=on_assign)
         try:
@@ -111,6 +113,10 @@ class CommandIntake:
             log.exception("Commands consumer failed")
         finally:
             consumer.close()
+
+    def _assigned(self, partitions: int) -> None:
+        self.stats.partitions_assigned = partitions
+        self.assigned.set()
 
     def _dispatch(self, batch: Batch) -> None:
         commands_topic = self._cfg.kafka.topics.commands

@@ -15,7 +15,7 @@ from typing import Protocol
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from monitord.inflight import InflightBudget
-from monitord.stats import RouterStats, ServerStats, SessionStats
+from monitord.stats import IntakeStats, RouterStats, ServerStats, SessionStats
 from monitoring_common.metrics_http import LatencyHistogram, MetricsEndpoint
 
 
@@ -37,6 +37,7 @@ class Sources:
     server: ServerStats
     sessions: SessionStats
     router: RouterStats
+    intake: IntakeStats
     inflight: InflightBudget
     kafka: KafkaGauges
 
@@ -73,6 +74,11 @@ def collect(sources: Sources) -> Iterator[Metric]:
     )
     yield _counter("monitord_commands_pushed", "Commands written to agent streams.", router.pushed)
     yield _gauge("monitord_commands_held", "Commands waiting for their agent to connect.", router.held)
+    yield _gauge(
+        "monitord_commands_partitions_assigned",
+        "Partitions of the commands topics the commands consumer holds (0 until assigned, or commands off).",
+        sources.intake.partitions_assigned,
+    )
     responses = CounterMetricFamily(
         "monitord_command_responses",
         "Command responses written to Kafka, by status and by who reported them.",

@@ -43,6 +43,14 @@ class SessionStats:
 
 
 @dataclass
+class IntakeStats:
+    """The commands consumer (written on the event loop from its assignment callback)."""
+
+    #: Partitions of the commands and command-responses topics assigned to it now.
+    partitions_assigned: int = 0
+
+
+@dataclass
 class RouterStats:
     """Commands (written by the command router)."""
 

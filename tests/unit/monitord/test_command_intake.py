@@ -40,6 +40,7 @@ def test_commands_and_responses_reach_the_router() -> None:
         assert consumer.conf["group.id"] == "monitord-commands.s1"
         assert consumer.topics == ["commands", "command-responses"]
         assert [tp.offset for tp in consumer.assigned] == [7, 7]  # no committed offset: the current end
+        assert intake.stats.partitions_assigned == 2
         consumer.feed(
             message("commands", pb.CommandMessage(command_id="c1", agent_id="web-1", command="ping"), "web-1"),
             message("commands", pb.CommandMessage(command_id="c2", agent_id="web-1", command="ping"), "web-1", "json"),

@@ -9,7 +9,7 @@ from prometheus_client.core import Metric
 from monitord import metrics
 from monitord.inflight import InflightBudget
 from monitord.kafka_bridge import DELIVERY_BUCKETS
-from monitord.stats import RouterStats, ServerStats, SessionStats
+from monitord.stats import IntakeStats, RouterStats, ServerStats, SessionStats
 from monitoring_common.metrics_http import LatencyHistogram
 
 
@@ -38,6 +38,7 @@ def test_every_family_reads_its_source() -> None:
         server=server,
         sessions=SessionStats(opened=9, closed=8, connected=1),
         router=router,
+        intake=IntakeStats(partitions_assigned=6),
         inflight=InflightBudget(10),
         kafka=kafka,
     )
@@ -54,6 +55,7 @@ def test_every_family_reads_its_source() -> None:
     assert got[("monitord_inflight_records", ())] == 0
     assert got[("monitord_kafka_queue_depth", ())] == 12 and got[("monitord_kafka_up", ())] == 0
     assert got[("monitord_kafka_delivery_seconds_count", ())] == 1
+    assert got[("monitord_commands_partitions_assigned", ())] == 6
     assert got[("monitord_commands_pushed_total", ())] == 6 and got[("monitord_commands_held", ())] == 2
     assert got[("monitord_command_responses_total", (("source", "agent"), ("status", "SUCCEEDED")))] == 2
     assert got[("monitord_command_responses_total", (("source", "monitord"), ("status", "EXPIRED")))] == 1
@@ -61,6 +63,6 @@ def test_every_family_reads_its_source() -> None:
 
 
 def test_endpoint_serves_the_collector() -> None:
-    sources = metrics.Sources(ServerStats(), SessionStats(), RouterStats(), InflightBudget(1), Kafka())
+    sources = metrics.Sources(ServerStats(), SessionStats(), RouterStats(), IntakeStats(), InflightBudget(1), Kafka())
     endpoint = metrics.endpoint("127.0.0.1:9", sources)
     assert endpoint.listen == "127.0.0.1:9"
