@@ -21,7 +21,14 @@ from monitord.errors import StartupError
 from monitoring.v1 import monitoring_pb2 as pb
 from monitoring_common.config_loader import ConfigError
 from monitoring_testsupport import free_port
-from tests.unit.monitord.fakes import WAIT, AgentCall, ConsumerFactory, ProducerFactory, plaintext_config, until
+from monitoring_testsupport.fakes.monitord import (
+    WAIT,
+    AgentCall,
+    ConsumerFactory,
+    ProducerFactory,
+    plaintext_config,
+    until,
+)
 
 
 def make(cfg: MonitordConfig, producers: ProducerFactory | None = None) -> Monitord:

@@ -13,7 +13,7 @@ import pytest
 from monitord.auth import Authenticator, hash_token, load_tokens, server_credentials
 from monitord.config import AuthSection, ServerSection, TlsSection
 from monitord.errors import AuthConfigError
-from tests.unit.monitord.fakes import Aborted, FakeContext
+from monitoring_testsupport.fakes.monitord import Aborted, FakeContext
 
 TOKENS = {"web-1": hashlib.sha256(b"secret-1").hexdigest(), "web-2": hashlib.sha256(b"secret-2").hexdigest()}
 

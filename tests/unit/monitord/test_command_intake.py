@@ -14,7 +14,7 @@ from monitord.config import MonitordConfig, ServerSection
 from monitord.publishers import PresencePublisher, ResponsePublisher
 from monitord.sessions import SessionRegistry
 from monitoring.v1 import monitoring_pb2 as pb
-from tests.unit.monitord.fakes import (
+from monitoring_testsupport.fakes.monitord import (
     WAIT,
     ConsumerFactory,
     FakeContext,

@@ -17,7 +17,7 @@ from monitord.errors import InvalidCommand
 from monitord.publishers import PresencePublisher, ResponsePublisher
 from monitord.sessions import SessionRegistry
 from monitoring.v1 import monitoring_pb2 as pb
-from tests.unit.monitord.fakes import FakeContext, RecordingPublisher, until
+from monitoring_testsupport.fakes.monitord import FakeContext, RecordingPublisher, until
 
 NOW = 1_700_000_000.0
 CFG = CommandsSection()

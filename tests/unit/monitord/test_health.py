@@ -8,7 +8,7 @@ import asyncio
 from grpc_health.v1 import health_pb2
 
 from monitord.health import SERVICES, HealthReporter
-from tests.unit.monitord.fakes import FakeContext
+from monitoring_testsupport.fakes.monitord import FakeContext
 
 SERVING, NOT_SERVING = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
 

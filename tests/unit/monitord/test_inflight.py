@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from monitord.inflight import InflightBudget
-from tests.unit.monitord.fakes import WAIT
+from monitoring_testsupport.fakes.monitord import WAIT
 
 
 def test_a_child_takes_a_slot_of_its_parent_too() -> None:

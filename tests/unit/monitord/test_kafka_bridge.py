@@ -13,7 +13,7 @@ from confluent_kafka import KafkaError, KafkaException
 from monitord.config import KafkaSection
 from monitord.errors import DeliveryError, ProducerClosed
 from monitord.kafka_bridge import KafkaProducerBridge
-from tests.unit.monitord.fakes import WAIT, ProducerFactory, until
+from monitoring_testsupport.fakes.monitord import WAIT, ProducerFactory, until
 
 
 def bridge(factory: ProducerFactory, **kwargs: object) -> KafkaProducerBridge:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from monitord.config import KafkaSection
 from monitord.publishers import PresencePublisher, ResponsePublisher
 from monitoring.v1 import monitoring_pb2 as pb
-from tests.unit.monitord.fakes import RecordingPublisher
+from monitoring_testsupport.fakes.monitord import RecordingPublisher
 
 
 def test_presence_record() -> None:

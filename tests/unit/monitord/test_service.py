@@ -13,7 +13,7 @@ from monitord.app import Monitord
 from monitord.config import LimitsSection, MonitordConfig
 from monitoring.v1 import monitoring_pb2 as pb
 from monitoring.v1 import monitoring_pb2_grpc as pb_grpc
-from tests.unit.monitord.fakes import (
+from monitoring_testsupport.fakes.monitord import (
     WAIT,
     AgentCall,
     ConsumerFactory,

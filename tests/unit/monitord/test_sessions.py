@@ -14,7 +14,7 @@ from monitord.config import KafkaSection
 from monitord.publishers import PresencePublisher
 from monitord.sessions import Registration, Session, SessionRegistry
 from monitoring.v1 import monitoring_pb2 as pb
-from tests.unit.monitord.fakes import WAIT, FakeContext, RecordingPublisher, until
+from monitoring_testsupport.fakes.monitord import WAIT, FakeContext, RecordingPublisher, until
 
 
 def registry() -> tuple[SessionRegistry, RecordingPublisher]:

@@ -18,7 +18,7 @@ from monitord.sessions import SessionRegistry
 from monitord.stats import ServerStats
 from monitord.stream_handler import AgentStream
 from monitoring.v1 import monitoring_pb2 as pb
-from tests.unit.monitord.fakes import WAIT, FakeContext, ProducerFactory, RecordingPublisher, until
+from monitoring_testsupport.fakes.monitord import WAIT, FakeContext, ProducerFactory, RecordingPublisher, until
 
 
 class Inbox:

@@ -13,7 +13,7 @@ from monitord import records
 from monitord.analysis.consumer import Analyzer, AnalyzerOptions
 from monitord.config import KafkaSection
 from monitoring.v1 import monitoring_pb2 as pb
-from tests.unit.monitord.analysis.fakes import FakeClock, FakeSink, actions, record, rule
+from monitoring_testsupport.fakes.analysis import FakeClock, FakeSink, actions, record, rule
 
 
 class FakeMsg:

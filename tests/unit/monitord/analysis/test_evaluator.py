@@ -6,7 +6,7 @@ import pytest
 
 from monitord.analysis.evaluator import Firing, RuleEvaluator, format_number
 from monitoring.v1 import monitoring_pb2 as pb
-from tests.unit.monitord.analysis.fakes import FakeClock, record, rule
+from monitoring_testsupport.fakes.analysis import FakeClock, record, rule
 
 
 def run(evaluator: RuleEvaluator, clock: FakeClock, cpus: list[float], agent_id: str = "web-1") -> list[int]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from monitoring.v1 import monitoring_pb2 as pb
-from tests.unit.monitord.analysis.fakes import FakeClock, FakeSink, actions, record, rule
+from monitoring_testsupport.fakes.analysis import FakeClock, FakeSink, actions, record, rule
 
 
 def test_a_firing_sends_the_command() -> None:

@@ -13,7 +13,7 @@ from monitord.analysis.rules import METRICS, OPERATORS, MetricName, Operator, Ru
 from monitoring.v1 import monitoring_pb2 as pb
 from monitoring_common.config_loader import ConfigError, field_docs, load_text
 from monitoring_testsupport import REPO
-from tests.unit.monitord.analysis.fakes import record
+from monitoring_testsupport.fakes.analysis import record
 
 EXAMPLE = REPO / "etc/monitord/analyzer.yaml"
 

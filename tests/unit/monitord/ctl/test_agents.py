@@ -9,7 +9,7 @@ import pytest
 from monitord.ctl import cli
 from monitord.ctl.agents import age_seconds, format_age, read_presence, select, table
 from monitoring.v1 import monitoring_pb2 as pb
-from tests.unit.monitord.ctl.fakes import NOW, FakeConsumer, FakeKafka, output
+from monitoring_testsupport.fakes.ctl import NOW, FakeConsumer, FakeKafka, output
 
 
 def status(agent_id: str, state: pb.AgentPresence.ValueType, at: float, **fields: str) -> pb.AgentStatus:

@@ -10,7 +10,7 @@ from monitord import records
 from monitord.ctl import cli
 from monitord.ctl.cli import parse_args
 from monitoring.v1 import monitoring_pb2 as pb
-from tests.unit.monitord.ctl.fakes import NOW, FakeKafka, output
+from monitoring_testsupport.fakes.ctl import NOW, FakeKafka, output
 
 
 def usage_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:

@@ -7,7 +7,7 @@ from confluent_kafka import TopicPartition
 
 from monitord.ctl.kafka_io import read_to_end
 from monitord.errors import KafkaUnavailable
-from tests.unit.monitord.ctl.fakes import FakeConsumer, FakeKafka
+from monitoring_testsupport.fakes.ctl import FakeConsumer, FakeKafka
 
 
 def test_read_to_end_handles_compaction_gaps_and_is_bounded() -> None:

@@ -11,7 +11,7 @@ from monitord.ctl import cli
 from monitord.ctl.send import SendRequest, run_send
 from monitord.errors import KafkaUnavailable
 from monitoring.v1 import monitoring_pb2 as pb
-from tests.unit.monitord.ctl.fakes import NOW, FakeKafka, FakeMessage, output
+from monitoring_testsupport.fakes.ctl import NOW, FakeKafka, FakeMessage, output
 
 
 def send(kafka: FakeKafka, request: SendRequest, json_mode: bool = False) -> tuple[int, str, str]:

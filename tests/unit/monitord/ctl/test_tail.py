@@ -9,7 +9,7 @@ from monitord.config import KafkaSection
 from monitord.ctl.tail import run_tail
 from monitord.kafka_clients import KafkaClients
 from monitoring.v1 import monitoring_pb2 as pb
-from tests.unit.monitord.ctl.fakes import FakeConsumer, FakeKafka, FakeMessage, output
+from monitoring_testsupport.fakes.ctl import FakeConsumer, FakeKafka, FakeMessage, output
 
 
 def metrics(agent_id: str, sequence: int) -> pb.MetricsData:
