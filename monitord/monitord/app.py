@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import gc
 import logging
 import time
@@ -21,9 +20,10 @@ from monitord.health import HealthReporter
 from monitord.kafka_bridge import KafkaProducerBridge
 from monitord.kafka_clients import PositioningConsumerFactory, ProducerFactory
 from monitord.publishers import PresencePublisher, ResponsePublisher
+from monitord.reload import effective_config
 from monitord.service import MonitoringService
 from monitord.sessions import SessionRegistry
-from monitord.stats import ServerStats
+from monitord.stats import RateMeter, ServerStats
 from monitoring.v1 import monitoring_pb2_grpc as pb_grpc
 from monitoring_common import logsetup
 from monitoring_common.metrics_http import MetricsEndpoint
@@ -48,8 +48,7 @@ class Monitord:
     ) -> None:
         self.cfg = cfg
         self.notifier = notifier or Notifier()
-        self._rate_sample = (time.monotonic(), 0)
-        self._rate = 0.0
+        self._rate = RateMeter()
         server_id = cfg.server.effective_server_id
         self.stats = ServerStats()
         self.bridge = KafkaProducerBridge(
@@ -245,11 +244,7 @@ class Monitord:
 
     def status_line(self) -> str:
         """One line for operators: the STATUS= of `systemctl status`, and the periodic log line."""
-        now, forwarded = time.monotonic(), self.stats.forwarded
-        then, before = self._rate_sample
-        rate = (forwarded - before) / (now - then) if now - then >= 1 else self._rate
-        if now - then >= 1:
-            self._rate_sample, self._rate = (now, forwarded), rate
+        rate = self._rate.rate(self.stats.forwarded)
         kafka = "up" if self.bridge.kafka_up else f"DOWN ({self.bridge.kafka_state})"
         return (
             f"{len(self.sessions)} agents connected, {rate:.1f} records/s, "
@@ -262,32 +257,7 @@ class Monitord:
 
     def apply(self, new: MonitordConfig) -> None:
         """Take ``new`` over, except what only a restart can change (listen address, Kafka)."""
-        old = self.cfg
-        fixed = {
-            "server.listen": (old.server.listen, new.server.listen),
-            "server.server_id": (old.server.server_id, new.server.server_id),
-            "server.tls": (old.server.tls, new.server.tls),
-            "kafka": (old.kafka, new.kafka),
-            "commands.enabled": (old.commands.enabled, new.commands.enabled),
-            "commands.consumer_group_prefix": (old.commands.consumer_group_prefix, new.commands.consumer_group_prefix),
-            "commands.fetch_wait_max_ms": (old.commands.fetch_wait_max_ms, new.commands.fetch_wait_max_ms),
-        }
-        for key, (was, now) in fixed.items():
-            if was != now:
-                log.warning("Reload: %s changed; that takes effect only after a restart", key)
-        effective = dataclasses.replace(
-            new,
-            server=dataclasses.replace(
-                new.server, listen=old.server.listen, server_id=old.server.server_id, tls=old.server.tls
-            ),
-            kafka=old.kafka,
-            commands=dataclasses.replace(
-                new.commands,
-                enabled=old.commands.enabled,
-                consumer_group_prefix=old.commands.consumer_group_prefix,
-                fetch_wait_max_ms=old.commands.fetch_wait_max_ms,
-            ),
-        )
+        effective = effective_config(self.cfg, new)
         try:
             tokens = load_tokens(effective.server.auth.tokens_file)
         except AuthConfigError as exc:

@@ -5,6 +5,8 @@ Each owner writes its own counters (event-loop confined); :mod:`monitord.metrics
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 
@@ -60,3 +62,20 @@ class RouterStats:
     held: int = 0
     #: Answers monitord itself gave (EXPIRED, INVALID), by status name.
     answered_by_status: dict[str, int] = field(default_factory=dict)
+
+
+class RateMeter:
+    """Records per second of a growing counter, re-measured at most once a second (so the STATUS=
+    refresh and the periodic log line, read moments apart, agree)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._sample = (clock(), 0)
+        self._rate = 0.0
+
+    def rate(self, count: int) -> float:
+        now = self._clock()
+        then, before = self._sample
+        if now - then >= 1:
+            self._sample, self._rate = (now, count), (count - before) / (now - then)
+        return self._rate
