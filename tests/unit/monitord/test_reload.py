@@ -7,8 +7,9 @@ import logging
 
 import pytest
 
-from monitord.config import LoggingSection, MonitordConfig
+from monitord.config import MonitordConfig
 from monitord.reload import effective_config
+from monitoring_common.sections import LoggingSection
 
 
 def test_live_settings_change_and_restart_only_ones_are_kept_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
