@@ -27,7 +27,7 @@ from monitor_agentd.state import StateDir
 from monitoring.v1 import monitoring_pb2 as pb
 from monitoring_common.exits import EX_OK, EX_TEMPFAIL
 from monitoring_common.sections import MetricsSection
-from tests.unit.monitor_agentd.fakes import FakeMonitord, unused_address
+from monitoring_testsupport.fakes.agent import FakeMonitord, unused_address
 
 WAIT = 20.0
 

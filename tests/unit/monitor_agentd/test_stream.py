@@ -14,7 +14,7 @@ from monitor_agentd.spool import Spool
 from monitor_agentd.stream import Link, channel_options
 from monitoring.v1 import monitoring_pb2 as pb
 from monitoring_common.transport import client_keepalive_options
-from tests.unit.monitor_agentd.fakes import FakeMonitord, unused_address
+from monitoring_testsupport.fakes.agent import FakeMonitord, unused_address
 
 WAIT = 10.0
 PLAINTEXT = ConnectionSection(tls=AgentTlsSection(mode="plaintext"), retry_nacked_seconds=0.01)
