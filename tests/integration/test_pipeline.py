@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from monitoring_testsupport import (
     BIN,
     KafkaBroker,
     Proc,
+    fleet_argv,
     loss_report,
     read_records,
     sequences,
@@ -81,23 +81,7 @@ def test_fifty_agents_at_once(kafka: KafkaBroker, tmp_path: Path) -> None:
     prefix = unique("fleet")
     try:
         result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "monitoring_testsupport.fleet",
-                "--server",
-                address,
-                "--prefix",
-                prefix,
-                "--count",
-                "50",
-                "--iterations",
-                "6",
-                "--interval",
-                "0.3",
-                "--state-root",
-                str(tmp_path / "fleet"),
-            ],
+            fleet_argv(address, prefix, 50, 6, 0.3, tmp_path / "fleet"),
             capture_output=True,
             text=True,
             timeout=120,

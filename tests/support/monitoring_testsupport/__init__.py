@@ -8,7 +8,7 @@ and readers of what landed in Kafka.
 from monitoring_testsupport.commands import FINAL_STATUSES, command_responses, produce_command, statuses
 from monitoring_testsupport.kafka import KafkaBroker, bench_broker, loss_report, read_records, sequences
 from monitoring_testsupport.paths import BIN, KAFKA_SH, REPO, free_port, unique, write_yaml
-from monitoring_testsupport.procs import STARTED, Monitord, Proc, start_agent, start_fleet, start_monitord
+from monitoring_testsupport.procs import STARTED, Monitord, Proc, fleet_argv, start_agent, start_fleet, start_monitord
 from monitoring_testsupport.readiness import NotifyListener, health_status, scrape
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "Proc",
     "bench_broker",
     "command_responses",
+    "fleet_argv",
     "free_port",
     "health_status",
     "loss_report",

@@ -240,11 +240,10 @@ def start_agent(
     return Proc(f"agent {agent_id}", argv, tmp / f"agent-{agent_id}.log", reap=reap).start()
 
 
-def start_fleet(
-    tmp: Path, address: str, prefix: str, count: int, iterations: int, interval: float, **opts: Any
-) -> Proc:
-    """``count`` real Agent objects in one process (:mod:`monitoring_testsupport.fleet`; ``--opt
-    value`` from ``opts``). It reports ``STATUS=N/N connected`` once every agent has a stream."""
+def fleet_argv(
+    address: str, prefix: str, count: int, iterations: int, interval: float, state_root: Path, **opts: Any
+) -> list[str]:
+    """The command line of :mod:`monitoring_testsupport.fleet` (``--opt value`` from ``opts``)."""
     argv = [
         sys.executable,
         "-m",
@@ -260,8 +259,17 @@ def start_fleet(
         "--interval",
         str(interval),
         "--state-root",
-        str(tmp / f"state-{prefix}"),
+        str(state_root),
     ]
     for key, value in opts.items():
         argv += [f"--{key.replace('_', '-')}", str(value)]
+    return argv
+
+
+def start_fleet(
+    tmp: Path, address: str, prefix: str, count: int, iterations: int, interval: float, **opts: Any
+) -> Proc:
+    """``count`` real Agent objects in one process (:mod:`monitoring_testsupport.fleet`). It
+    reports ``STATUS=fleet: N/N connected`` once every agent has a stream."""
+    argv = fleet_argv(address, prefix, count, iterations, interval, tmp / f"state-{prefix}", **opts)
     return Proc(f"fleet {prefix}", argv, tmp / f"fleet-{prefix}.log").start()

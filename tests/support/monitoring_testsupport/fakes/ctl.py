@@ -19,6 +19,7 @@ from monitord import records
 from monitord.config import KafkaSection
 from monitord.ctl.output import Output
 from monitord.kafka_clients import KafkaClients
+from monitoring_testsupport.fakes.kafka import FakeMessage as FakeMessage
 
 NOW = 1_800_000_000.0
 
@@ -29,37 +30,6 @@ class FakeClock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@dataclass
-class FakeMessage:
-    _topic: str
-    _partition: int
-    _offset: int
-    _key: bytes | None
-    _value: bytes | None
-    _headers: list[tuple[str, bytes]] | None
-
-    def error(self) -> None:
-        return None
-
-    def key(self) -> bytes | None:
-        return self._key
-
-    def value(self) -> bytes | None:
-        return self._value
-
-    def headers(self) -> list[tuple[str, bytes]] | None:
-        return self._headers
-
-    def topic(self) -> str:
-        return self._topic
-
-    def partition(self) -> int:
-        return self._partition
-
-    def offset(self) -> int:
-        return self._offset
 
 
 @dataclass
@@ -81,7 +51,7 @@ class FakeKafka:
     def append(self, topic: str, key: bytes | None, value: bytes | None, headers: Any = None) -> FakeMessage:
         log = self.logs[topic]
         partition = zlib.crc32(key or b"") % len(log)
-        msg = FakeMessage(topic, partition, len(log[partition]), key, value, headers)
+        msg = FakeMessage(topic, key, value, headers, _partition=partition, _offset=len(log[partition]))
         log[partition].append(msg)
         return msg
 

@@ -133,6 +133,8 @@ class FakeMessage:
     _value: bytes | None
     _headers: list[tuple[str, bytes]] | None = None
     _error: Any = None
+    _partition: int = 0
+    _offset: int = 0
 
     def topic(self) -> str:
         return self._topic
@@ -148,6 +150,12 @@ class FakeMessage:
 
     def error(self) -> Any:
         return self._error
+
+    def partition(self) -> int:
+        return self._partition
+
+    def offset(self) -> int:
+        return self._offset
 
 
 def message(topic: str, proto: Message, agent_id: str, encoding: str = "protobuf") -> FakeMessage:
