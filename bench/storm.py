@@ -58,7 +58,7 @@ def main() -> int:
         restart, fleet_cpu0 = time.time(), sum(map(process_cpu, pids))
         server.stop(120)
         server2, _ = start_monitord(tmp, broker.bootstrap, name="monitord-new", port=port, extra=quiet)
-        server2.wait_for(rf"\({n} agents connected\)", timeout=600)
+        server2.wait_agents(n, timeout=600)
         back = time.time() - restart
         fleet_cpu = (sum(map(process_cpu, pids)) - fleet_cpu0) / back
         assert server2.popen is not None
