@@ -6,14 +6,12 @@ import re
 import signal
 import subprocess
 import time
-import urllib.request
 from pathlib import Path
 
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
-from prometheus_client.parser import text_string_to_metric_families
 
 from monitoring_testsupport import (
     BIN,
@@ -21,7 +19,9 @@ from monitoring_testsupport import (
     KafkaBroker,
     Proc,
     free_port,
+    health_status,
     read_records,
+    scrape,
     sequences,
     start_agent,
     start_monitord,
@@ -36,29 +36,6 @@ NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 def metrics_url(proc: Proc) -> str:
     return proc.wait_for(r"Prometheus metrics on (http://\S+/metrics)").group(1)
-
-
-def scrape(url: str) -> dict[str, float]:
-    """Every sample of the endpoint, keyed by name{labels}."""
-    with urllib.request.urlopen(url, timeout=10) as response:
-        assert response.headers["Content-Type"].startswith("text/plain")
-        text = response.read().decode()
-    samples = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            labels = ",".join(f"{k}={v}" for k, v in sorted(s.labels.items()) if k != "le")
-            key = s.name + (f"{{{labels}}}" if labels else "")
-            if "le" in s.labels:
-                key += f"[le={s.labels['le']}]"
-            samples[key] = s.value
-    return samples
-
-
-def health_status(address: str, service: str = "") -> int:
-    with grpc.insecure_channel(address) as channel:
-        return int(
-            health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=service), timeout=5).status
-        )
 
 
 def test_metrics_endpoints_report_what_flowed(kafka: KafkaBroker, tmp_path: Path) -> None:

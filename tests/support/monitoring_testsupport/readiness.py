@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from prometheus_client.parser import text_string_to_metric_families
 
 
 class NotifyListener:
@@ -79,25 +80,26 @@ class NotifyListener:
         self._sock.close()
 
 
-def scrape(url: str, timeout: float = 5.0) -> dict[str, float]:
-    """The samples of a Prometheus text exposition, ``name{labels}`` → value."""
+def scrape(url: str, timeout: float = 10.0) -> dict[str, float]:
+    """Every sample of a Prometheus endpoint, read with Prometheus's own parser, keyed by
+    ``name{label=value,...}`` (histogram buckets get ``[le=...]``)."""
     with urllib.request.urlopen(url, timeout=timeout) as response:
+        assert response.headers["Content-Type"].startswith("text/plain")
         text = response.read().decode()
-    samples: dict[str, float] = {}
-    for line in text.splitlines():
-        if not line or line.startswith("#"):
-            continue
-        name, _, value = line.rpartition(" ")
-        try:
-            samples[name] = float(value)
-        except ValueError:
-            continue
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            labels = ",".join(f"{k}={v}" for k, v in sorted(s.labels.items()) if k != "le")
+            key = s.name + (f"{{{labels}}}" if labels else "")
+            if "le" in s.labels:
+                key += f"[le={s.labels['le']}]"
+            samples[key] = s.value
     return samples
 
 
-def health_status(address: str, service: str = "", timeout: float = 2.0) -> str:
-    """The gRPC health status of ``service`` at ``address`` (plaintext), e.g. ``SERVING``."""
+def health_status(address: str, service: str = "", timeout: float = 5.0) -> int:
+    """The gRPC health status of ``service`` at ``address`` (plaintext), e.g.
+    ``health_pb2.HealthCheckResponse.SERVING``."""
     with grpc.insecure_channel(address) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
-        response = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout)
-        return str(health_pb2.HealthCheckResponse.ServingStatus.Name(response.status))
+        return int(stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout).status)

@@ -26,7 +26,7 @@ from monitoring_testsupport.fakes.kafka import (
     TopicPartitionStub,
     message,
 )
-from monitoring_testsupport.fakes.waiting import WAIT, until, wait_until
+from monitoring_testsupport.fakes.waiting import WAIT, until
 
 __all__ = [
     "WAIT",
@@ -45,7 +45,6 @@ __all__ = [
     "metrics_message",
     "plaintext_config",
     "until",
-    "wait_until",
 ]
 
 

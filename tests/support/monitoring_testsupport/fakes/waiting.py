@@ -17,12 +17,3 @@ async def until(condition: Callable[[], bool], timeout: float = WAIT, what: str 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.005)
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = WAIT, what: str = "condition") -> None:
-    """:func:`until` for a thread that is not the event loop."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.005)
