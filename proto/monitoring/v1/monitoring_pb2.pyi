@@ -186,6 +186,7 @@ class AgentRegistration(_message.Message):
     INTERVAL_SECONDS_FIELD_NUMBER: _builtins.int
     LABELS_FIELD_NUMBER: _builtins.int
     LAST_SEQUENCE_FIELD_NUMBER: _builtins.int
+    CONNECTION_FIELD_NUMBER: _builtins.int
     agent_id: _builtins.str
     hostname: _builtins.str
     agent_version: _builtins.str
@@ -200,6 +201,11 @@ class AgentRegistration(_message.Message):
     """Collection interval the agent currently uses."""
     last_sequence: _builtins.int
     """Highest metrics sequence number the agent has produced so far (0 = none)."""
+    connection: _builtins.int
+    """This connection's number: per agent, strictly increasing for every stream the agent opens,
+    also across restarts (kept in its state directory). 0 = unknown (an older agent). The stream
+    repeats it as call metadata `agent-connection`; presence records carry it (AgentStatus).
+    """
     @_builtins.property
     def capabilities(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Feature names the agent understands, e.g. "metrics.v1", "heartbeat.v1", "commands.v1",
@@ -227,10 +233,11 @@ class AgentRegistration(_message.Message):
         interval_seconds: _builtins.float = ...,
         labels: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         last_sequence: _builtins.int = ...,
+        connection: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["started_at", b"started_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "agent_version", b"agent_version", "capabilities", b"capabilities", "hostname", b"hostname", "instance_id", b"instance_id", "interval_seconds", b"interval_seconds", "labels", b"labels", "last_sequence", b"last_sequence", "os", b"os", "platform", b"platform", "protocol_version", b"protocol_version", "started_at", b"started_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "agent_version", b"agent_version", "capabilities", b"capabilities", "connection", b"connection", "hostname", b"hostname", "instance_id", b"instance_id", "interval_seconds", b"interval_seconds", "labels", b"labels", "last_sequence", b"last_sequence", "os", b"os", "platform", b"platform", "protocol_version", b"protocol_version", "started_at", b"started_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -822,6 +829,7 @@ class CommandResponseMessage(_message.Message):
     MESSAGE_FIELD_NUMBER: _builtins.int
     REQUESTED_BY_FIELD_NUMBER: _builtins.int
     REPORTED_BY_FIELD_NUMBER: _builtins.int
+    CONNECTION_FIELD_NUMBER: _builtins.int
     command_id: _builtins.str
     agent_id: _builtins.str
     command: _builtins.str
@@ -837,6 +845,11 @@ class CommandResponseMessage(_message.Message):
     requested_by: _builtins.str
     reported_by: _builtins.str
     """Which component produced this response: "agent" or "monitord:<server id>"."""
+    connection: _builtins.int
+    """Set by monitord: the agent connection (AgentRegistration.connection) whose stream carried
+    this response; 0 = unknown or not from a stream. `monitorctl send --wait` compares it with
+    presence records to tell that the agent holding a DELIVERED command went away.
+    """
     @_builtins.property
     def started_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -859,10 +872,11 @@ class CommandResponseMessage(_message.Message):
         message: _builtins.str = ...,
         requested_by: _builtins.str = ...,
         reported_by: _builtins.str = ...,
+        connection: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["finished_at", b"finished_at", "started_at", b"started_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "command", b"command", "command_id", b"command_id", "duration_seconds", b"duration_seconds", "exit_code", b"exit_code", "finished_at", b"finished_at", "message", b"message", "reported_by", b"reported_by", "requested_by", b"requested_by", "started_at", b"started_at", "status", b"status", "stderr", b"stderr", "stderr_truncated", b"stderr_truncated", "stdout", b"stdout", "stdout_truncated", b"stdout_truncated"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "command", b"command", "command_id", b"command_id", "connection", b"connection", "duration_seconds", b"duration_seconds", "exit_code", b"exit_code", "finished_at", b"finished_at", "message", b"message", "reported_by", b"reported_by", "requested_by", b"requested_by", "started_at", b"started_at", "status", b"status", "stderr", b"stderr", "stderr_truncated", b"stderr_truncated", "stdout", b"stdout", "stdout_truncated", b"stdout_truncated"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -881,6 +895,7 @@ class AgentStatus(_message.Message):
     AT_FIELD_NUMBER: _builtins.int
     PEER_FIELD_NUMBER: _builtins.int
     INSTANCE_ID_FIELD_NUMBER: _builtins.int
+    CONNECTION_FIELD_NUMBER: _builtins.int
     agent_id: _builtins.str
     state: Global___AgentPresence.ValueType
     reason: _builtins.str
@@ -891,6 +906,12 @@ class AgentStatus(_message.Message):
     agent_version: _builtins.str
     peer: _builtins.str
     instance_id: _builtins.str
+    connection: _builtins.int
+    """The agent connection (AgentRegistration.connection) this record is about; 0 = unknown (an
+    older agent or server). Records of one agent are ordered by it, not only by log order:
+    higher connection wins; for the same connection DISCONNECTED/STALE beat CONNECTED; with 0
+    on either side the later record in the log wins (monitord.presence_order).
+    """
     @_builtins.property
     def at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -905,10 +926,11 @@ class AgentStatus(_message.Message):
         at: _timestamp_pb2.Timestamp | None = ...,
         peer: _builtins.str = ...,
         instance_id: _builtins.str = ...,
+        connection: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "agent_version", b"agent_version", "at", b"at", "hostname", b"hostname", "instance_id", b"instance_id", "peer", b"peer", "reason", b"reason", "server_id", b"server_id", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "agent_version", b"agent_version", "at", b"at", "connection", b"connection", "hostname", b"hostname", "instance_id", b"instance_id", "peer", b"peer", "reason", b"reason", "server_id", b"server_id", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
