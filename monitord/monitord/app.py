@@ -18,7 +18,7 @@ from monitord.config import MonitordConfig
 from monitord.errors import AuthConfigError, StartupError
 from monitord.health import HealthReporter
 from monitord.kafka_bridge import KafkaProducerBridge
-from monitord.kafka_clients import PositioningConsumerFactory, ProducerFactory
+from monitord.kafka_clients import CommandsConsumerFactory, ProducerFactory
 from monitord.publishers import PresencePublisher, ResponsePublisher
 from monitord.reload import effective_config
 from monitord.service import MonitoringService
@@ -43,7 +43,7 @@ class Monitord:
         cfg: MonitordConfig,
         *,
         producer_factory: ProducerFactory | None = None,
-        consumer_factory: PositioningConsumerFactory | None = None,
+        consumer_factory: CommandsConsumerFactory | None = None,
         notifier: Notifier | None = None,
     ) -> None:
         self.cfg = cfg
@@ -97,7 +97,7 @@ class Monitord:
             self._start_metrics()
             server = self._build_server()
             await self._serve(server)
-            self._start_background()
+            await self._start_background()
         except BaseException:
             await self._stop_partial_start()
             raise
@@ -178,7 +178,7 @@ class Monitord:
             self.cfg.kafka.value_encoding,
         )
 
-    def _start_background(self) -> None:
+    async def _start_background(self) -> None:
         """The stale watch and, if enabled, the commands consumer and the command expiry."""
         loop = asyncio.get_running_loop()
         self._tasks.append(loop.create_task(self.sessions.watch_stale(), name="stale-watch"))
@@ -186,13 +186,7 @@ class Monitord:
             return
         self.intake.start()
         self._intake_started = True
-        self._tasks.append(loop.create_task(self.router.run_expiry(), name="command-expiry"))
-        log.info(
-            "Commands: consuming %s (group %s.%s)",
-            self.cfg.kafka.topics.commands,
-            self.cfg.commands.consumer_group_prefix,
-            self.cfg.server.effective_server_id,
-        )
+        await self.intake.wait_ready()  # READY=1 promises instant delivery: after the replay (bounded)
 
     async def _stop_partial_start(self) -> None:
         """Undo a failed start: stop whatever was started, in reverse order (shutdown is then a no-op)."""

@@ -1,13 +1,15 @@
 """Command routing: from the ``commands`` topic to the agent's open stream, at once.
 
-Every monitord instance reads every command. The instance holding the agent's stream writes the
-command to it immediately; the others hold it. Held commands are delivered when the agent connects
-(to whichever instance), and dropped as soon as any instance reports the command DELIVERED or final
-on ``command-responses`` (every instance reads that topic too). A command nobody delivered before
-its deadline is answered EXPIRED. INVALID and EXPIRED answers are written after a short delay that
-differs per instance and per command, and skipped if another instance already answered, so with
-several instances a command normally gets exactly one such answer. The agent de-duplicates by
-command id, so a command delivered twice (reconnect, two instances) still runs once.
+Every monitord instance reads every command (:mod:`monitord.command_intake`: no consumer group,
+and on start a replay of ``commands`` and ``command-responses`` over the maximum TTL rebuilds
+what is held). The instance holding the agent's stream writes the command to it immediately; the
+others hold it. Held commands are delivered when the agent connects (to whichever instance), and
+dropped as soon as any instance reports the command DELIVERED or final on ``command-responses``.
+A command nobody delivered by its deadline (plus ``answer_grace_seconds``, time for an agent's
+DELIVERED still on its way) is owed an EXPIRED answer, a record that is not a valid command an
+INVALID one (:mod:`monitord.command_ledger`); the instance whose turn it is for the record's
+partition writes it. The agent de-duplicates by command id, so a command delivered twice
+(reconnect, restart, two instances) still runs once.
 """
 
 from __future__ import annotations
@@ -15,8 +17,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
-import zlib
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +25,8 @@ from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 
 from monitord import records
+from monitord.command_ledger import CommandLedger, Owed
+from monitord.command_parse import auto_id, deadline_of, parse
 from monitord.command_records import FINAL_STATUSES
 from monitord.config import CommandsSection
 from monitord.errors import InvalidCommand
@@ -35,10 +37,8 @@ from monitoring.v1 import monitoring_pb2 as pb
 
 log = logging.getLogger(__name__)
 
-#: Spread of the per-instance delay before answering INVALID/EXPIRED (see module docstring).
-ANSWER_SPREAD_SECONDS = 1.0
-#: How long answered command ids are remembered (to ignore re-reads and late duplicates).
-REMEMBER_SECONDS = 3600.0
+#: Outcomes are remembered this much longer than the longest a command can live.
+REMEMBER_MARGIN_SECONDS = 600.0
 
 
 @dataclass
@@ -47,52 +47,7 @@ class Held:
 
     command: pb.CommandMessage
     deadline: float  # wall clock
-
-
-def parse(
-    key: bytes | None, value: bytes | None, headers: records.Headers | None, cfg: CommandsSection, now: float
-) -> pb.CommandMessage:
-    """Decode and normalise a commands record; :class:`InvalidCommand` says what is wrong."""
-    if not value:
-        raise InvalidCommand("empty record value")
-    try:  # the same decoder as every other reader: protobuf, or proto3 JSON by header or by look
-        command = records.decode(key, value, headers, default_type=pb.CommandMessage).message
-    except records.RecordDecodeError as exc:
-        raise InvalidCommand(f"not a CommandMessage: {str(exc)[:200]}") from None
-    if not isinstance(command, pb.CommandMessage):
-        raise InvalidCommand(f"a {command.DESCRIPTOR.full_name} record, not a CommandMessage")
-    key_agent = key.decode("utf-8", "replace") if key else ""
-    if key_agent and command.agent_id and key_agent != command.agent_id:
-        raise InvalidCommand(f"record key {key_agent!r} and agent_id {command.agent_id!r} differ")
-    command.agent_id = command.agent_id or key_agent
-    if not command.command_id:
-        command.command_id = uuid.uuid4().hex
-    if not command.agent_id:
-        raise InvalidCommand("no agent id (record key or agentId)")
-    if not command.command:
-        raise InvalidCommand("no command name")
-    if len(command.args) > cfg.max_args:
-        raise InvalidCommand(f"{len(command.args)} arguments (limit {cfg.max_args})")
-    if any(len(a.encode()) > cfg.max_arg_bytes for a in command.args):
-        raise InvalidCommand(f"an argument is longer than {cfg.max_arg_bytes} bytes")
-    if not command.HasField("created_at"):
-        command.created_at.FromNanoseconds(int(now * 1e9))
-    return command
-
-
-def deadline_of(command: pb.CommandMessage, cfg: CommandsSection, now: float) -> float:
-    """Absolute expiry: expires_at, else created_at + ttl, else now + default TTL; capped."""
-    created = command.created_at.ToNanoseconds() / 1e9
-    if command.HasField("expires_at"):
-        deadline = command.expires_at.ToNanoseconds() / 1e9
-    elif command.ttl_seconds:
-        deadline = created + command.ttl_seconds
-    else:
-        deadline = now + cfg.default_ttl_seconds
-    deadline = min(deadline, now + cfg.max_ttl_seconds)
-    if not command.HasField("expires_at"):
-        command.expires_at.FromNanoseconds(int(deadline * 1e9))
-    return deadline
+    partition: int
 
 
 class CommandRouter:
@@ -112,8 +67,11 @@ class CommandRouter:
         self._server_id = server_id
         self._clock = clock
         self._held: dict[str, OrderedDict[str, Held]] = {}
-        self._answered: OrderedDict[str, float] = OrderedDict()  # command id -> when seen answered
+        self.ledger = CommandLedger(clock, cfg.max_ttl_seconds + REMEMBER_MARGIN_SECONDS, cfg.max_pending_total)
+        self._owned: frozenset[int] = frozenset()
         self._tasks: set[asyncio.Task[None]] = set()
+        #: False while the start-up replay runs: nothing is pushed or answered before it ends.
+        self.live = False
         self.stats = RouterStats()
 
     def reconfigure(self, cfg: CommandsSection) -> None:
@@ -127,57 +85,94 @@ class CommandRouter:
 
     def _count_held(self) -> None:
         self.stats.held = self.held
+        self.stats.owed = len(self.ledger)
 
     # -- input -----------------------------------------------------------------------------------
 
-    def on_record(self, key: bytes | None, value: bytes | None, headers: records.Headers | None) -> None:
-        """A record from the commands topic."""
-        now = self._clock()
+    def on_record(
+        self,
+        key: bytes | None,
+        value: bytes | None,
+        headers: records.Headers | None,
+        *,
+        partition: int = 0,
+        offset: int = -1,
+        written_at: float | None = None,
+    ) -> None:
+        """A record from the commands topic (``written_at``: its Kafka timestamp)."""
+        written = self._clock() if written_at is None else written_at
+        fallback = auto_id(partition, offset) if offset >= 0 else ""
         try:
-            command = parse(key, value, headers, self._cfg, now)
+            command = parse(key, value, headers, self._cfg, written, fallback_id=fallback)
         except InvalidCommand as exc:
-            log.warning("✗ Invalid command record (key %r): %s", (key or b"")[:64], exc)
-            self._answer_invalid(key, value, headers, str(exc))
+            if self.live:
+                log.warning("✗ Invalid command record (key %r): %s", (key or b"")[:64], exc)
+            self._owe_invalid(key, value, headers, str(exc), partition)
             return
-        if command.command_id in self._answered:
+        command_id = command.command_id
+        if self.ledger.outcome(command_id) is not None or self.ledger.owes(command_id):
             return
-        deadline = deadline_of(command, self._cfg, now)
-        if deadline <= now:
-            self._answer(command, pb.EXPIRED, "expired before monitord read it")
+        deadline = deadline_of(command, self._cfg, written)
+        if deadline <= self._clock():
+            due = deadline + self._cfg.answer_grace_seconds
+            self._owe(command, pb.EXPIRED, "expired before it was delivered", partition, due)
             return
         queue = self._held.setdefault(command.agent_id, OrderedDict())
-        if command.command_id in queue:
+        if command_id in queue:
             return
         self._make_room(queue)
-        held = Held(command, deadline)
-        queue[command.command_id] = held
+        held = Held(command, deadline, partition)
+        queue[command_id] = held
         self._count_held()
+        if not self.live:
+            return
         session = self._sessions.get(command.agent_id)
         if session is not None:
             self._push(session, held)
         else:
             log.info(
                 "Command %s (%s) for agent '%s' held: agent not connected here",
-                command.command_id,
+                command_id,
                 command.command,
                 command.agent_id,
             )
 
-    def on_response(self, response: pb.CommandResponseMessage) -> None:
-        """A response seen on command-responses or passing through a stream: stop holding it."""
-        if response.status == pb.DELIVERED or response.status in FINAL_STATUSES:
-            if response.status in FINAL_STATUSES:
-                self._remember(response.command_id)
-            queue = self._held.get(response.agent_id)
-            if queue is not None and queue.pop(response.command_id, None) is not None:
-                if not queue:
-                    del self._held[response.agent_id]
-                self._count_held()
+    def on_response(self, response: pb.CommandResponseMessage, *, from_kafka: bool = False) -> None:
+        """A response read from command-responses (``from_kafka``) or passing through a stream."""
+        if response.status != pb.DELIVERED and response.status not in FINAL_STATUSES:
+            return
+        if from_kafka:
+            self.ledger.record(response.command_id, response.status)
+        else:
+            self.ledger.settle(response.command_id)
+        queue = self._held.get(response.agent_id)
+        if queue is not None and queue.pop(response.command_id, None) is not None and not queue:
+            del self._held[response.agent_id]
+        self._count_held()
+
+    def replay_done(self) -> None:
+        """The start-up replay reached the end of both topics: deliver what is held to who is here."""
+        self.live = True
+        for session in self._sessions:
+            self.on_connect(session)
+        self._count_held()
+        log.info("Commands: %d held for agents, %d answers owed after the replay", self.held, len(self.ledger))
+
+    def set_owned(self, partitions: frozenset[int]) -> None:
+        """The partitions of the commands topic this instance writes monitord's answers for."""
+        self._owned = partitions
+        self.stats.partitions_owned = len(partitions)
 
     def on_connect(self, session: Session) -> None:
         """An agent opened a stream here: deliver what is held for it (again, if sent before)."""
+        if not self.live:
+            return  # delivered when the replay ends
         for held in list(self._held.get(session.agent_id, {}).values()):
             self._push(session, held)
+
+    def final_status(self, command_id: str) -> pb.CommandStatus.ValueType | None:
+        """The final status Kafka already has for ``command_id`` (a later, different one is not written)."""
+        return self.ledger.final(command_id)
 
     # -- delivery --------------------------------------------------------------------------------
 
@@ -205,16 +200,16 @@ class CommandRouter:
             if not victim_queue:
                 return
             _, held = victim_queue.popitem(last=False)
-            self._count_held()
-            self._answer(held.command, pb.EXPIRED, "dropped: too many commands held for agents that are not connected")
+            message = "dropped: too many commands held for agents that are not connected"
+            self._owe(held.command, pb.EXPIRED, message, held.partition, self._clock())
 
     def _largest_queue(self) -> OrderedDict[str, Held]:
         return max(self._held.values(), key=len, default=OrderedDict())
 
-    # -- expiry ----------------------------------------------------------------------------------
+    # -- expiry and monitord's own answers ---------------------------------------------------------
 
     async def run_expiry(self, period: float = 0.5) -> None:
-        """Answer EXPIRED for held commands past their deadline (runs until cancelled)."""
+        """Expire held commands and write owed answers (runs until cancelled)."""
         while True:
             await asyncio.sleep(period)
             self.expire_due()
@@ -223,24 +218,32 @@ class CommandRouter:
         now = self._clock()
         for agent_id in list(self._held):
             queue = self._held[agent_id]
-            for command_id in [c for c, h in queue.items() if h.deadline <= now]:
+            for command_id in [c for c, h in queue.items() if h.deadline + self._cfg.answer_grace_seconds <= now]:
                 held = queue.pop(command_id)
-                # Sent but never acknowledged as DELIVERED: the agent refuses it after the deadline too.
-                self._answer(held.command, pb.EXPIRED, "agent did not connect before the command expired")
+                # Pushed but never confirmed DELIVERED: the agent refuses it after the deadline too.
+                message = "agent did not connect before the command expired"
+                self._owe(held.command, pb.EXPIRED, message, held.partition, now)
             if not queue:
                 del self._held[agent_id]
         self._count_held()
-        cutoff = now - REMEMBER_SECONDS
-        while self._answered and next(iter(self._answered.values())) < cutoff:
-            self._answered.popitem(last=False)
+        if self.live:
+            for owed in self.ledger.due(self._owned):
+                self._write_answer(owed)
+        self.ledger.forget_old()
 
-    # -- answers from monitord itself ----------------------------------------------------------------
+    def _owe(
+        self,
+        command: pb.CommandMessage,
+        status: pb.CommandStatus.ValueType,
+        message: str,
+        partition: int,
+        due: float,
+    ) -> None:
+        self.ledger.owe(Owed(command, status, message, partition, due))
+        self._count_held()
 
-    def _remember(self, command_id: str) -> None:
-        self._answered[command_id] = self._clock()
-
-    def _answer_invalid(
-        self, key: bytes | None, value: bytes | None, headers: records.Headers | None, why: str
+    def _owe_invalid(
+        self, key: bytes | None, value: bytes | None, headers: records.Headers | None, why: str, partition: int
     ) -> None:
         command = pb.CommandMessage(agent_id=(key or b"").decode("utf-8", "replace"))
         try:  # salvage the id if the record is readable at all
@@ -253,17 +256,10 @@ class CommandRouter:
         if not command.command_id:
             return  # nothing to correlate an answer with: logged only
         command.agent_id = command.agent_id or (key or b"").decode("utf-8", "replace")
-        self._answer(command, pb.INVALID, why)
+        self._owe(command, pb.INVALID, why, partition, self._clock())
 
-    def _answer(self, command: pb.CommandMessage, status: pb.CommandStatus.ValueType, message: str) -> None:
-        delay = (zlib.crc32(f"{self._server_id}/{command.command_id}".encode()) % 1000) / 1000 * ANSWER_SPREAD_SECONDS
-        asyncio.get_running_loop().call_later(delay, self._answer_now, command, status, message)
-
-    def _answer_now(self, command: pb.CommandMessage, status: pb.CommandStatus.ValueType, message: str) -> None:
-        if command.command_id in self._answered:
-            return  # another instance (or the agent) already answered
-        self._remember(command.command_id)
-        name = pb.CommandStatus.Name(status)
+    def _write_answer(self, owed: Owed) -> None:
+        command, name = owed.command, pb.CommandStatus.Name(owed.status)
         self.stats.answered_by_status[name] = self.stats.answered_by_status.get(name, 0) + 1
         log.warning(
             "✗ Command %s (%s) for agent '%s' → %s: %s",
@@ -271,17 +267,16 @@ class CommandRouter:
             command.command,
             command.agent_id,
             name,
-            message,
+            owed.message,
         )
-        now = self._clock()
         response = pb.CommandResponseMessage(
             command_id=command.command_id,
             agent_id=command.agent_id,
             command=command.command,
-            status=status,
-            message=message,
+            status=owed.status,
+            message=owed.message,
             requested_by=command.requested_by,
             reported_by=f"monitord:{self._server_id}",
         )
-        response.finished_at.FromNanoseconds(int(now * 1e9))
+        response.finished_at.FromNanoseconds(int(self._clock() * 1e9))
         self._responses.publish(response)

@@ -198,7 +198,22 @@ class CommandsSection:
     max_args: int = setting(64, "A command with more arguments is INVALID.", min=0, max=10_000)
     max_arg_bytes: int = setting(4096, "A command with a longer argument is INVALID.", min=1, max=1_048_576)
     consumer_group_prefix: str = setting(
-        "monitord-commands", "Each instance consumes every command in its own group: PREFIX.SERVER_ID.", min=1
+        "monitord-commands",
+        "Consumer group the instances share to divide the writing of monitord's own answers (EXPIRED,"
+        " INVALID) by partition; each member is static (group.instance.id = server id).",
+        min=1,
+    )
+    answer_grace_seconds: float = setting(
+        3.0,
+        "A held command is answered EXPIRED this long after its deadline (time for a DELIVERED on its way).",
+        min=0,
+        max=600,
+    )
+    duty_session_timeout_ms: int = setting(
+        10_000,
+        "Session timeout in that group: how long a crashed instance's partitions wait for it to come back.",
+        min=6_000,
+        max=300_000,
     )
     fetch_wait_max_ms: int = setting(10, "Consumer fetch wait (latency of command delivery).", min=0, max=10_000)
 

@@ -76,8 +76,19 @@ def collect(sources: Sources) -> Iterator[Metric]:
     yield _gauge("monitord_commands_held", "Commands waiting for their agent to connect.", router.held)
     yield _gauge(
         "monitord_commands_partitions_assigned",
-        "Partitions of the commands topics the commands consumer holds (0 until assigned, or commands off).",
+        "Partitions the commands consumer reads, set once its start-up replay is done (0 before, or commands off).",
         sources.intake.partitions_assigned,
+    )
+    yield _gauge(
+        "monitord_commands_replayed",
+        "Records the start-up replay of commands and command-responses read.",
+        sources.intake.replayed,
+    )
+    yield _gauge("monitord_commands_answers_owed", "EXPIRED/INVALID answers owed, not yet read back.", router.owed)
+    yield _gauge(
+        "monitord_commands_partitions_owned",
+        "Partitions of the commands topic this instance writes monitord's own answers for.",
+        router.partitions_owned,
     )
     responses = CounterMetricFamily(
         "monitord_command_responses",

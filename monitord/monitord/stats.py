@@ -48,8 +48,10 @@ class SessionStats:
 class IntakeStats:
     """The commands consumer (written on the event loop from its assignment callback)."""
 
-    #: Partitions of the commands and command-responses topics assigned to it now.
+    #: Partitions it reads (commands, command-responses, agent-status); set once the replay is done.
     partitions_assigned: int = 0
+    #: Records read by the start-up replay (commands and responses of the last max_ttl_seconds).
+    replayed: int = 0
 
 
 @dataclass
@@ -60,6 +62,10 @@ class RouterStats:
     pushed: int = 0
     #: Commands held now for agents that are not connected (or not yet confirmed DELIVERED).
     held: int = 0
+    #: Answers monitord owes (EXPIRED, INVALID) and has not read back from Kafka yet.
+    owed: int = 0
+    #: Partitions of the commands topic this instance writes monitord's answers for.
+    partitions_owned: int = 0
     #: Answers monitord itself gave (EXPIRED, INVALID), by status name.
     answered_by_status: dict[str, int] = field(default_factory=dict)
 

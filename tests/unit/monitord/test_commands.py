@@ -1,5 +1,6 @@
 """Command routing: pushed at once to a connected agent, held for one that is not, delivered when it
-connects, answered EXPIRED or INVALID by monitord itself, bounded."""
+connects, answered EXPIRED or INVALID by monitord itself (by the instance whose turn it is for the
+partition, once), bounded; nothing pushed or answered before the start-up replay ends."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from collections.abc import AsyncIterator
 import pytest
 
 from monitord import records
-from monitord.commands import CommandRouter, deadline_of, parse
+from monitord.command_ledger import REWRITE_AFTER_SECONDS
+from monitord.command_parse import deadline_of, parse
+from monitord.commands import CommandRouter
 from monitord.config import CommandsSection, KafkaSection
 from monitord.errors import InvalidCommand
 from monitord.publishers import PresencePublisher, ResponsePublisher
@@ -34,18 +37,26 @@ class Clock:
 class Rig:
     """A router over a real session registry; answers land in ``sink``."""
 
-    def __init__(self, cfg: CommandsSection = CFG) -> None:
+    def __init__(self, cfg: CommandsSection = CFG, *, live: bool = True) -> None:
         self.sink = RecordingPublisher()
         self.clock = Clock()
         self.sessions = SessionRegistry(PresencePublisher(self.sink, KafkaSection(), "s1"), max_inflight_total=10)
         self.router = CommandRouter(
             cfg, self.sessions, ResponsePublisher(self.sink, KafkaSection(), "s1"), "s1", clock=self.clock
         )
+        self.router.set_owned(frozenset({0}))
+        if live:
+            self.router.replay_done()
 
-    def command(self, command_id: str, agent_id: str = "web-1", **fields: object) -> None:
+    def command(self, command_id: str, agent_id: str = "web-1", partition: int = 0, **fields: object) -> None:
         message = pb.CommandMessage(command_id=command_id, agent_id=agent_id, command="ping", **fields)  # type: ignore[arg-type]
         key, value, headers = records.encode(message, agent_id=agent_id, server_id="monitorctl")
-        self.router.on_record(key, value, headers)
+        self.router.on_record(key, value, headers, partition=partition, written_at=self.clock.now)
+
+    def read_back(self, command_id: str, status: pb.CommandStatus.ValueType, agent_id: str = "web-1") -> None:
+        """A response read from command-responses."""
+        response = pb.CommandResponseMessage(command_id=command_id, agent_id=agent_id, status=status)
+        self.router.on_response(response, from_kafka=True)
 
     def answers(self) -> list[tuple[str, str, str]]:
         return [
@@ -104,7 +115,7 @@ def test_held_commands_are_delivered_when_the_agent_connects_and_duplicates_igno
         assert rig.router.held == 2 and rig.router.stats.held == 2
         async with rig.connected() as ctx:
             await until(lambda: sorted(pushed(ctx)) == ["c1", "c2"], what="held commands delivered")
-            rig.router.on_response(pb.CommandResponseMessage(command_id="c1", agent_id="web-1", status=pb.SUCCEEDED))
+            rig.read_back("c1", pb.SUCCEEDED)
         rig.command("c1")  # answered already: a re-read is ignored
         assert rig.router.held == 1
         async with rig.connected() as ctx:  # still not DELIVERED: pushed again on the next connect
@@ -113,18 +124,20 @@ def test_held_commands_are_delivered_when_the_agent_connects_and_duplicates_igno
     asyncio.run(scenario())
 
 
-def test_commands_nobody_delivered_expire() -> None:
+def test_commands_nobody_delivered_expire_after_the_grace() -> None:
     async def scenario() -> None:
         rig = Rig()
         rig.command("c1", ttl_seconds=10)
         rig.command("old", agent_id="web-2", ttl_seconds=5, created_at={"seconds": int(NOW) - 60})
-        rig.clock.now += 11
+        rig.clock.now += 11  # past c1's deadline, not past the grace for a DELIVERED on its way
+        rig.router.expire_due()
+        assert rig.router.held == 1 and [a[0] for a in rig.answers()] == ["old"]
+        rig.clock.now += CFG.answer_grace_seconds
         rig.router.expire_due()
         assert rig.router.held == 0 and rig.router.stats.held == 0
-        await until(lambda: len(rig.answers()) == 2, what="two EXPIRED answers")
         assert sorted(rig.answers()) == [
             ("c1", "EXPIRED", "agent did not connect before the command expired"),
-            ("old", "EXPIRED", "expired before monitord read it"),
+            ("old", "EXPIRED", "expired before it was delivered"),
         ]
         response = rig.sink.on("command-responses")[0]
         assert isinstance(response, pb.CommandResponseMessage) and response.reported_by == "monitord:s1"
@@ -133,17 +146,58 @@ def test_commands_nobody_delivered_expire() -> None:
     asyncio.run(scenario())
 
 
-def test_an_answer_another_instance_gave_first_is_not_repeated() -> None:
+def test_only_the_partitions_owner_answers_and_once_read_back_never_again() -> None:
+    async def scenario() -> None:
+        rig = Rig()
+        rig.command("mine", ttl_seconds=1, partition=0)
+        rig.command("theirs", ttl_seconds=1, partition=1)
+        rig.command("settled", ttl_seconds=1, partition=0)
+        rig.clock.now += 1 + CFG.answer_grace_seconds
+        rig.read_back("settled", pb.EXPIRED)  # another instance's answer was read first
+        rig.router.expire_due()
+        assert [a[0] for a in rig.answers()] == ["mine"] and rig.router.stats.owed == 2
+        rig.read_back("mine", pb.EXPIRED)  # our own answer, read back
+        rig.clock.now += REWRITE_AFTER_SECONDS
+        rig.router.expire_due()
+        assert [a[0] for a in rig.answers()] == ["mine"]
+        rig.router.set_owned(frozenset({0, 1}))  # the owner of partition 1 is gone: its duty is ours now
+        rig.router.expire_due()
+        assert [a[0] for a in rig.answers()] == ["mine", "theirs"]
+        rig.clock.now += REWRITE_AFTER_SECONDS  # never read back (Kafka lost it): written again
+        rig.router.expire_due()
+        assert [a[0] for a in rig.answers()] == ["mine", "theirs", "theirs"]
+        assert rig.router.final_status("mine") == pb.EXPIRED and rig.router.final_status("theirs") is None
+
+    asyncio.run(scenario())
+
+
+def test_a_delivered_command_is_never_answered_by_monitord() -> None:
     async def scenario() -> None:
         rig = Rig()
         rig.command("c1", ttl_seconds=1)
-        rig.clock.now += 2
-        rig.router.expire_due()  # the answer is due after a per-instance delay ...
-        rig.router.on_response(  # ... and another instance's arrives first
-            pb.CommandResponseMessage(command_id="c1", agent_id="web-1", status=pb.EXPIRED)
-        )
-        await asyncio.sleep(1.1)  # past the longest answer delay
-        assert rig.answers() == []
+        rig.router.on_response(pb.CommandResponseMessage(command_id="c1", agent_id="web-1", status=pb.DELIVERED))
+        rig.clock.now += 10
+        rig.router.expire_due()
+        assert rig.answers() == [] and rig.router.held == 0
+
+    asyncio.run(scenario())
+
+
+def test_nothing_is_pushed_or_answered_before_the_replay_ends() -> None:
+    async def scenario() -> None:
+        rig = Rig(live=False)
+        async with rig.connected() as ctx:
+            rig.command("c1")
+            rig.command("c2")
+            rig.command("gone", ttl_seconds=1, created_at={"seconds": int(NOW) - 60})
+            rig.read_back("c2", pb.DELIVERED)  # replayed: c2 reached its agent before the restart
+            rig.router.expire_due()
+            await asyncio.sleep(0.01)
+            assert pushed(ctx) == [] and rig.answers() == []
+            rig.router.replay_done()
+            await until(lambda: pushed(ctx) == ["c1"], what="the held command pushed after the replay")
+            rig.router.expire_due()
+            assert rig.answers() == [("gone", "EXPIRED", "expired before it was delivered")]
 
     asyncio.run(scenario())
 
@@ -155,11 +209,19 @@ def test_invalid_records_are_answered_invalid_when_they_carry_an_id() -> None:
         rig.router.on_record(b"web-1", bad, [("message-type", b"monitoring.v1.CommandMessage")])
         rig.router.on_record(b"web-1", b"\xff\xfe", None)  # unreadable, no id: logged only
         rig.router.on_record(b"web-1", b"", None)
-        await until(lambda: rig.answers() != [], what="the INVALID answer")
+        rig.router.expire_due()
         assert rig.answers() == [("c9", "INVALID", "no command name")]
         assert rig.router.held == 0
 
     asyncio.run(scenario())
+
+
+def test_a_command_without_an_id_gets_one_from_its_position() -> None:
+    rig = Rig(live=False)
+    value = pb.CommandMessage(agent_id="web-1", command="ping").SerializeToString()
+    rig.router.on_record(b"web-1", value, [("message-type", b"monitoring.v1.CommandMessage")], partition=2, offset=41)
+    rig.router.on_record(b"web-1", value, [("message-type", b"monitoring.v1.CommandMessage")], partition=2, offset=41)
+    assert rig.router.held == 1
 
 
 def test_held_commands_are_bounded() -> None:
@@ -171,7 +233,7 @@ def test_held_commands_are_bounded() -> None:
         rig.command("b0", agent_id="web-2")
         rig.command("b1", agent_id="web-2")  # total bound: the largest queue loses its oldest
         assert rig.router.held == 3 and rig.router.stats.held == 3
-        await until(lambda: len(rig.answers()) == 2, what="two drops answered")
+        rig.router.expire_due()
         assert {a[0] for a in rig.answers()} == {"a0", "a1"}
         assert all(a[1] == "EXPIRED" and a[2].startswith("dropped: too many commands held") for a in rig.answers())
 
@@ -182,7 +244,7 @@ def test_expiry_loop_runs_until_cancelled() -> None:
     async def scenario() -> None:
         rig = Rig()
         rig.command("c1", ttl_seconds=1)
-        rig.clock.now += 5
+        rig.clock.now += 5 + CFG.answer_grace_seconds
         task = asyncio.create_task(rig.router.run_expiry(period=0.01))
         await until(lambda: rig.router.held == 0, what="the expiry loop")
         task.cancel()
@@ -235,8 +297,10 @@ def test_parse_refuses(key: bytes | None, command: pb.CommandMessage, problem: s
 
 def test_parse_fills_in_ids_and_refuses_other_types() -> None:
     value = pb.CommandMessage(command="ping").SerializeToString()
-    command = parse(b"web-1", value, [("message-type", b"monitoring.v1.CommandMessage")], CFG, NOW)
-    assert command.agent_id == "web-1" and len(command.command_id) == 32 and command.created_at.seconds == int(NOW)
+    command = parse(b"web-1", value, [("message-type", b"monitoring.v1.CommandMessage")], CFG, NOW, fallback_id="x")
+    assert command.agent_id == "web-1" and command.command_id == "x" and command.created_at.seconds == int(NOW)
+    with pytest.raises(InvalidCommand, match="no command id"):
+        parse(b"web-1", value, [("message-type", b"monitoring.v1.CommandMessage")], CFG, NOW)
     status = pb.AgentStatus(agent_id="a").SerializeToString()
     with pytest.raises(InvalidCommand, match="AgentStatus record, not a CommandMessage"):
         parse(b"a", status, [("message-type", b"monitoring.v1.AgentStatus")], CFG, NOW)

@@ -10,6 +10,7 @@ import pytest
 
 from monitord.analysis.consumer import AnalyzerOptions
 from monitord.analysis.consumer import consumer_config as analyzer_config
+from monitord.answer_duty import duty_config
 from monitord.command_intake import consumer_config as intake_config
 from monitord.config import KafkaSection, MonitordConfig
 from monitord.kafka_clients import (
@@ -35,9 +36,12 @@ def test_producer_is_idempotent_with_acks_all() -> None:
 def test_every_consumer_starts_from_the_client_settings() -> None:
     intake = intake_config(MonitordConfig(kafka=SECURE))
     assert intake["security.protocol"] == "SASL_SSL"
-    assert intake["auto.offset.reset"] == "latest" and intake["enable.auto.commit"] is True
+    assert intake["enable.auto.commit"] is False  # it assigns every partition itself: no group, no commits
     assert intake["fetch.wait.max.ms"] == 10 and intake["fetch.min.bytes"] == 1 and intake["socket.nagle.disable"]
-    assert intake["group.id"].startswith("monitord-commands.") and intake["client.id"].endswith("-commands")
+    assert intake["client.id"].endswith("-commands")
+    duty = duty_config(MonitordConfig(kafka=SECURE))
+    assert duty["security.protocol"] == "SASL_SSL" and duty["group.id"] == "monitord-commands"
+    assert duty["group.instance.id"] and duty["session.timeout.ms"] == 10_000 and duty["enable.auto.commit"] is False
     analyzer = analyzer_config(SECURE, AnalyzerOptions(group_id="g", from_beginning=True))
     assert analyzer == {
         "security.protocol": "SASL_SSL",

@@ -68,12 +68,12 @@ def test_register_then_stream_metrics_acked_after_kafka() -> None:
 def test_a_command_from_kafka_reaches_the_connected_agent() -> None:
     async def scenario() -> None:
         async with serving() as (server, _, consumers, channel):
-            await asyncio.wait_for(server.intake.assigned.wait(), WAIT)
+            assert await server.intake.wait_ready(WAIT)
             agent = AgentCall(channel, "web-1")
             agent.send(pb.AgentMessage(heartbeat=pb.AgentHeartbeat()))
             await until(lambda: server.sessions.is_connected("web-1"), what="the stream")
             command = pb.CommandMessage(command_id="c1", agent_id="web-1", command="ping")
-            consumers.made[0].feed(message("commands", command, "web-1"))
+            consumers.reader().feed(message("commands", command, "web-1"))
             received = await agent.read()
             assert received.command.command_id == "c1" and received.command.command == "ping"
             await agent.goodbye()

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import KafkaError
+from confluent_kafka import TIMESTAMP_CREATE_TIME, TIMESTAMP_NOT_AVAILABLE, KafkaError
 from google.protobuf.message import Message
 
 from monitord import records
@@ -135,6 +135,7 @@ class FakeMessage:
     _error: Any = None
     _partition: int = 0
     _offset: int = 0
+    _timestamp: float | None = None
 
     def topic(self) -> str:
         return self._topic
@@ -157,10 +158,17 @@ class FakeMessage:
     def offset(self) -> int:
         return self._offset
 
+    def timestamp(self) -> tuple[int, int]:
+        if self._timestamp is None:
+            return TIMESTAMP_NOT_AVAILABLE, -1
+        return TIMESTAMP_CREATE_TIME, int(self._timestamp * 1000)
 
-def message(topic: str, proto: Message, agent_id: str, encoding: str = "protobuf") -> FakeMessage:
+
+def message(
+    topic: str, proto: Message, agent_id: str, encoding: str = "protobuf", *, offset: int = 0, partition: int = 0
+) -> FakeMessage:
     key, value, headers = records.encode(proto, agent_id=agent_id, server_id="test", encoding=encoding)  # type: ignore[arg-type]
-    return FakeMessage(topic, key, value, headers)
+    return FakeMessage(topic, key, value, headers, _offset=offset, _partition=partition)
 
 
 @dataclass
@@ -170,13 +178,31 @@ class TopicPartitionStub:
     offset: int = -1001
 
 
+@dataclass
+class _TopicMetadata:
+    partitions: dict[int, None]
+    error: Any = None
+
+
+@dataclass
+class _Metadata:
+    topics: dict[str, _TopicMetadata]
+
+
 class FakeConsumer:
-    """A subscribing consumer fed by the test (:meth:`feed`); thread-safe like librdkafka's."""
+    """A consumer fed by the test (:meth:`feed`); thread-safe like librdkafka's.
+
+    As monitord's commands reader it assigns partitions itself: every topic has ``partitions``
+    partitions whose end offset is ``ends[(topic, partition)]`` (0 unless set: nothing to replay).
+    As the duty consumer it subscribes: the first poll assigns every partition (``on_assign``).
+    """
 
     def __init__(self, conf: dict[str, Any], *, partitions: int = 1) -> None:
         self.conf = conf
         self.topics: list[str] = []
         self.assigned: list[Any] = []
+        self.paused: list[Any] = []
+        self.ends: dict[tuple[str, int], int] = {}
         self.closed = threading.Event()
         self._partitions = partitions
         self._on_assign: Any = None
@@ -187,7 +213,10 @@ class FakeConsumer:
         with self._lock:
             self._pending.extend(messages)
 
-    def subscribe(self, topics: list[str], on_assign: Any = None) -> None:
+    def list_topics(self, topic: str, timeout: float) -> Any:
+        return _Metadata({topic: _TopicMetadata(dict.fromkeys(range(self._partitions)))})
+
+    def subscribe(self, topics: list[str], on_assign: Any = None, on_revoke: Any = None) -> None:
         self.topics = list(topics)
         self._on_assign = on_assign
 
@@ -206,23 +235,51 @@ class FakeConsumer:
             batch = [self._pending.popleft() for _ in range(min(num_messages, len(self._pending)))]
         return batch
 
-    def committed(self, partitions: list[Any], timeout: float) -> list[Any]:
-        return [TopicPartitionStub(tp.topic, tp.partition) for tp in partitions]
+    def offsets_for_times(self, partitions: list[Any], timeout: float) -> list[Any]:
+        return [TopicPartitionStub(tp.topic, tp.partition, 0) for tp in partitions]
 
     def get_watermark_offsets(self, partition: Any, timeout: float) -> tuple[int, int]:
-        return 0, 7
+        return 0, self.ends.get((partition.topic, partition.partition), 0)
+
+    def position(self, partitions: list[Any]) -> list[Any]:
+        return [TopicPartitionStub(tp.topic, tp.partition, -1001) for tp in partitions]
 
     def assign(self, partitions: list[Any]) -> None:
         self.assigned = list(partitions)
+
+    def pause(self, partitions: list[Any]) -> None:
+        self.paused = list(partitions)
+
+    def unassign(self) -> None:
+        self.assigned = []
 
     def close(self) -> None:
         self.closed.set()
 
 
 class ConsumerFactory:
-    def __init__(self) -> None:
+    """Makes :class:`FakeConsumer` s; ``ends`` and ``partitions`` apply to each reader it makes."""
+
+    def __init__(self, *, partitions: int = 1, ends: dict[tuple[str, int], int] | None = None) -> None:
         self.made: list[FakeConsumer] = []
+        self._partitions = partitions
+        self._ends = ends or {}
+        self._lock = threading.Lock()
+        self.made_reader = threading.Event()
 
     def __call__(self, conf: dict[str, Any]) -> FakeConsumer:
-        self.made.append(FakeConsumer(conf))
-        return self.made[-1]
+        consumer = FakeConsumer(conf, partitions=self._partitions)
+        consumer.ends = dict(self._ends)
+        with self._lock:
+            self.made.append(consumer)
+        if "group.instance.id" not in conf:
+            self.made_reader.set()
+        return consumer
+
+    def reader(self) -> FakeConsumer:
+        """The commands reader (the consumer that is not a group member)."""
+        return next(c for c in self.made if "group.instance.id" not in c.conf)
+
+    def duty(self) -> FakeConsumer:
+        """The duty consumer (the static group member)."""
+        return next(c for c in self.made if "group.instance.id" in c.conf)
