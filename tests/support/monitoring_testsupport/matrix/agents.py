@@ -1,0 +1,96 @@
+"""The matrix's agents: real monitor-agentd processes, each kept across its restarts (same agent
+id, same state directory, one log per incarnation) so the highest sequence it ever collected can
+be read from its logs."""
+
+from __future__ import annotations
+
+import copy
+import re
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from monitoring_testsupport.procs import Proc, start_agent
+
+INTERVAL = 0.5
+#: How long the slow command runs.
+SLOW_SECONDS = 5
+_COLLECTED = re.compile(r"\[(\d+)\] (?:Streamed|Spooled)")
+REGISTERED = r"✓ Agent registered"
+
+
+def agent_config(**connection: float) -> dict[str, Any]:
+    """What every matrix agent runs with: quick reconnects and the slow command."""
+    return {
+        "connection": {"backoff_initial_seconds": 0.2, "backoff_max_seconds": 1.0, **connection},
+        "commands": {
+            "kill_grace_seconds": 1,
+            "definitions": {"slow": {"argv": ["/bin/sleep", str(SLOW_SECONDS)], "timeout_seconds": 30}},
+        },
+    }
+
+
+@dataclass
+class Agent:
+    """One agent id with its state directory and the processes that ran it."""
+
+    agent_id: str
+    root: Path
+    servers: list[str]
+    config: dict[str, Any] = field(default_factory=agent_config)
+    #: A command prefix, e.g. ``ip netns exec NS`` to run it in a network namespace.
+    wrap: list[str] | None = None
+    runs: list[Proc] = field(default_factory=list)
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / f"state-{self.agent_id}"
+
+    @property
+    def proc(self) -> Proc:
+        return self.runs[-1]
+
+    def start(self) -> Proc:
+        """Start the next incarnation (not waiting for it to connect)."""
+        tmp = self.root / f"{self.agent_id}-run{len(self.runs) + 1}"
+        tmp.mkdir(parents=True)
+        cfg = copy.deepcopy(self.config)
+        cfg.setdefault("agent", {})["state_dir"] = str(self.state_dir)
+        extra = [arg for server in self.servers[1:] for arg in ("--server", server)]
+        proc = start_agent(
+            tmp,
+            self.servers[0],
+            self.agent_id,
+            iterations=0,
+            interval=INTERVAL,
+            config=cfg,
+            extra_args=extra,
+            wrap=self.wrap,
+        )
+        self.runs.append(proc)
+        return proc
+
+    def wait_connected(self, timeout: float = 30.0, count: int = 1) -> None:
+        """Wait until the current incarnation registered with a server ``count`` times."""
+        self.proc.wait_for(REGISTERED, timeout, count)
+
+    def connections(self) -> int:
+        """How often the current incarnation registered so far."""
+        return self.proc.text().count("✓ Agent registered")
+
+    def kill(self) -> None:
+        """SIGKILL the current incarnation and reap it."""
+        self.proc.signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def highest(self) -> int:
+        """The highest sequence any incarnation logged as collected (logged after the spool write)."""
+        return max((int(n) for p in self.runs for n in _COLLECTED.findall(p.text())), default=0)
+
+    def running(self) -> bool:
+        return bool(self.runs) and self.proc.running()
+
+    def stop(self) -> None:
+        for proc in self.runs:
+            proc.stop(timeout=10)

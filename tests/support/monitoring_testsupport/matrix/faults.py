@@ -1,0 +1,119 @@
+"""The faults, one per cell. Each ``inject`` breaks something, repairs it, and calls
+:meth:`Cell.recovered` at the moment the system should keep its promises again (the restarted
+monitord said READY=1 and the agents are back; Kafka is back; the network is back)."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from monitoring_testsupport.matrix.cell import Cell
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One kind of fault and what its cell needs."""
+
+    name: str
+    description: str
+    inject: Callable[[Cell], None]
+    #: monitord instances (the agents list them all in agent.servers).
+    servers: int = 1
+    #: The first agent runs in a network namespace of its own.
+    netns: bool = False
+    #: The cell needs a broker of its own (it gets stopped).
+    private_kafka: bool = False
+
+
+def _monitord_kill9(cell: Cell) -> None:
+    server = cell.servers[0]
+    server.kill(signal.SIGKILL)
+    cell.restart(server)
+    cell.recovered(server)
+
+
+def _monitord_sigterm(cell: Cell) -> None:
+    server = cell.servers[0]
+    server.kill(signal.SIGTERM)
+    cell.restart(server)
+    cell.recovered(server)
+
+
+def _second_monitord_kill9(cell: Cell) -> None:
+    cell.servers[0].kill(signal.SIGKILL)
+    cell.recovered(cell.servers[1])
+
+
+def _agent_kill9_idle(cell: Cell) -> None:
+    victim = cell.agents[0]
+    cell.trickle.paused.add(victim.agent_id)
+    if not cell.wait_idle(victim.agent_id, timeout=20):
+        cell.note(f"{victim.agent_id} still had commands without a final before the kill")
+    victim.kill()
+    victim.start()
+    victim.wait_connected(30)
+    cell.trickle.paused.discard(victim.agent_id)
+    cell.recovered(cell.servers[0])
+
+
+def _agent_kill9_mid_command(cell: Cell) -> None:
+    victim = cell.agents[0]
+    cell.trickle.paused.add(victim.agent_id)
+    cell.wait_idle(victim.agent_id, timeout=20)
+    sent = cell.producer.send(victim.agent_id, "slow", ttl=cell.settings.mix.slow_ttl, kind="slow-killed")
+    if not cell.watcher.wait(lambda: "DELIVERED" in cell.watcher.statuses(sent.command_id), timeout=15):
+        cell.note(f"slow command {sent.command_id} not DELIVERED within 15 s")
+    time.sleep(1.0)  # the command is running now (it takes 5 s)
+    victim.kill()
+    victim.start()
+    victim.wait_connected(30)
+    cell.trickle.paused.discard(victim.agent_id)
+    cell.recovered(cell.servers[0])
+
+
+def _kafka_stopped(cell: Cell) -> None:
+    assert cell.broker is not None, "this cell needs a private broker"
+    cell.broker.stop()
+    stopped_at = time.monotonic()
+    time.sleep(max(0.0, cell.settings.outage - (time.monotonic() - stopped_at)))
+    cell.broker.start()
+    server = cell.servers[0]
+    try:
+        server.wait_log(r"Kafka reachable again", timeout=90)
+    except AssertionError:
+        cell.note("monitord did not log 'Kafka reachable again' within 90 s")
+    cell.recovered(server)
+
+
+def _network_cut(cell: Cell) -> None:
+    assert cell.ns is not None, "this cell needs a network namespace"
+    victim = cell.agents[0]
+    before = victim.connections()
+    cell.ns.link(up=False)
+    cut_at = time.monotonic()
+    try:
+        victim.proc.wait_for(r"✗ Connection to .* failed", timeout=cell.settings.outage)
+    except AssertionError:
+        cell.note("the agent did not notice the cut while it lasted")
+    time.sleep(max(0.0, cell.settings.outage - (time.monotonic() - cut_at)))
+    cell.ns.link(up=True)
+    victim.wait_connected(60, count=before + 1)
+    cell.recovered(cell.servers[0])
+
+
+FAULTS: dict[str, Fault] = {
+    f.name: f
+    for f in (
+        Fault("monitord-kill9", "monitord SIGKILL, restarted on the same port", _monitord_kill9),
+        Fault("monitord-sigterm", "monitord SIGTERM, restarted on the same port", _monitord_sigterm),
+        Fault("two-monitord-kill9", "two monitord, one SIGKILLed (not restarted)", _second_monitord_kill9, servers=2),
+        Fault("agent-kill9-idle", "agent SIGKILL while idle, restarted (same state dir)", _agent_kill9_idle),
+        Fault("agent-kill9-command", "agent SIGKILL during a slow command, restarted", _agent_kill9_mid_command),
+        Fault("kafka-stopped", "Kafka broker stopped 30 s", _kafka_stopped, private_kafka=True),
+        Fault("network-cut", "agent's network cut 30 s (own netns)", _network_cut, netns=True),
+    )
+}
