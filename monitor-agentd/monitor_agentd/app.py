@@ -28,7 +28,7 @@ from monitor_agentd.collectors import Collector, make_collector
 from monitor_agentd.commands import CommandRunner
 from monitor_agentd.config import AgentConfig
 from monitor_agentd.connection import Connector
-from monitor_agentd.dedup import SeenCommands
+from monitor_agentd.journal import CommandJournal
 from monitor_agentd.outbound import Outbound
 from monitor_agentd.presence import Presence
 from monitor_agentd.schedule import Schedule
@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 Reloader = Callable[[], AgentConfig]
 #: On SIGTERM/SIGINT: how long to wait for outstanding acks before exiting anyway.
 STOP_GRACE_SECONDS = 5.0
+#: The command journal, in the state directory (it replaced ``commands-seen``, read once at start).
+JOURNAL_FILE = "command-journal"
 
 
 class Agent:
@@ -76,12 +78,15 @@ class Agent:
             self.spool = Spool(sp.max_records, store, memory_records=sp.memory_records)
             # The sequence survives restarts: it continues after the last one ever spooled.
             sequence = self.spool.load()
+            # What commands were accepted, answered and acknowledged survives restarts too.
+            self.journal = CommandJournal(self.state.path / JOURNAL_FILE)
+            self.journal.load(legacy=self.state.seen_commands)
         except BaseException:
             self.state.release()
             raise
         hostname = socket.gethostname()
         self.notifier = Notifier()
-        self.outbound = Outbound(self.spool)
+        self.outbound = Outbound(self.spool, self.journal)
         connected = asyncio.Event()
         self.schedule = Schedule(
             self.agent_id,
@@ -98,8 +103,9 @@ class Agent:
             self.agent_id,
             Builtins(self.schedule, self.info),
             self.outbound,
-            SeenCommands(self.state.seen_commands),
+            self.journal,
         )
+        self.commands.finish_interrupted()
         self.presence = Presence(
             self.agent_id, self.schedule, self.spool, self.commands, labels=cfg.agent.labels, hostname=hostname
         )
@@ -185,7 +191,7 @@ class Agent:
             await self.shutdown()
 
     async def shutdown(self) -> None:
-        """Cancel running commands, close the spool, release the state lock, stop /metrics.
+        """Cancel running commands, close the spool and journal, release the state lock, stop /metrics.
 
         Idempotent; everything unacknowledged is already on disk and is replayed at the next start.
         """
@@ -194,6 +200,7 @@ class Agent:
         self._closed = True
         await self.commands.close()
         self.spool.close()
+        self.journal.close()
         self.state.release()
         if self.metrics is not None:
             self.metrics.close()

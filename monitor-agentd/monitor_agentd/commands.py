@@ -3,32 +3,34 @@
 Only three kinds of command exist: the built-ins (``ping``, ``collect``, ``set-interval``,
 ``info``), the named argv templates configured in agent.yaml, and -- only with
 ``commands.allow_shell: true`` -- ``shell``. Anything else is REJECTED and nothing runs.
-Every accepted command gets a DELIVERED response, then exactly one final response.
+Every accepted command gets a DELIVERED response, then exactly one final response -- also across a
+restart of the agent: each response is journaled (:mod:`journal`, fsynced) before it is queued, so
+a command that was running when the agent died is answered FAILED at the next start
+(:meth:`CommandRunner.finish_interrupted`), and a duplicate delivery gets the latest known answer.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
-from collections import OrderedDict
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Protocol
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from monitor_agentd import executor
-from monitor_agentd.config import BUILTIN_COMMANDS, SHELL_COMMAND, CommandSpec, CommandsSection
-from monitor_agentd.dedup import SeenCommands
+from monitor_agentd.config import BUILTIN_COMMANDS, SHELL_COMMAND, CommandsSection
 from monitor_agentd.errors import CommandRefused
+from monitor_agentd.journal import CommandJournal, Entry
+from monitor_agentd.templates import bind
 from monitoring.v1 import monitoring_pb2 as pb
 
 log = logging.getLogger(__name__)
 
-#: Final responses kept to answer duplicate deliveries.
-REMEMBER_FINALS = 1000
-_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+#: exit_code of the FAILED answer to a command that was running when the agent stopped.
+EXIT_INTERRUPTED = -1
 
 
 class BuiltinCommands(Protocol):
@@ -51,26 +53,8 @@ class ResponseSink(Protocol):
         ...
 
 
-def bind(spec: CommandSpec, args: Sequence[str]) -> list[str]:
-    """The argv for ``args`` under ``spec``, or :class:`CommandRefused` naming the offending parameter."""
-    if len(args) != len(spec.params):
-        names = " ".join(p.name.upper() for p in spec.params) or "no arguments"
-        raise CommandRefused(f"expects {len(spec.params)} argument(s) ({names}), got {len(args)}")
-    values: dict[str, str] = {}
-    for param, value in zip(spec.params, args, strict=True):
-        if "\x00" in value:
-            raise CommandRefused(f"argument {param.name}: contains a NUL byte")
-        if len(value) > param.max_length:
-            raise CommandRefused(f"argument {param.name}: longer than {param.max_length} characters")
-        if value.startswith("-") and not param.allow_option_like:
-            raise CommandRefused(f"argument {param.name}: option-like values (starting with '-') are not allowed")
-        if ".." in value and not param.allow_dotdot:
-            raise CommandRefused(f"argument {param.name}: '..' is not allowed")
-        if not re.fullmatch(param.pattern, value, flags=re.DOTALL):
-            raise CommandRefused(f"argument {param.name}: does not match {param.pattern!r}")
-        values[param.name] = value
-    # A function replacement inserts the value literally (no backslash or group processing).
-    return [_PLACEHOLDER.sub(lambda m: values[m.group(1)], element) for element in spec.argv]
+def _command_of(entry: Entry) -> pb.CommandMessage:
+    return pb.CommandMessage(command_id=entry.command_id, command=entry.command, requested_by=entry.requested_by)
 
 
 def _ts(seconds: float) -> Timestamp:
@@ -88,15 +72,14 @@ class CommandRunner:
         agent_id: str,
         builtins: BuiltinCommands,
         responses: ResponseSink,
-        seen: SeenCommands,
+        journal: CommandJournal,
     ) -> None:
         self.cfg = cfg
         self._agent_id = agent_id
         self._builtins = builtins
         self._responses = responses
-        self._seen = seen
+        self._journal = journal
         self._tasks: set[asyncio.Task[None]] = set()
-        self._finals: OrderedDict[str, pb.CommandResponseMessage] = OrderedDict()
         #: Programs run to completion (or timeout) since start (monitor_agentd_commands_executed).
         self.executed = 0
         if cfg.allow_shell:
@@ -118,17 +101,9 @@ class CommandRunner:
         if not command.command_id:
             log.warning("Command without command_id ignored")
             return
-        if command.command_id in self._seen:
-            # Redelivered (reconnect, another server, Kafka replay): never run twice. Repeating
-            # the final response, when still known, lets the server stop holding the command.
-            log.info(
-                "Command %s (%s) already accepted; duplicate delivery not run", command.command_id, command.command
-            )
-            final = self._finals.get(command.command_id)
-            if final is not None:
-                self._responses.add_response(final)
+        if self._journal.seen(command.command_id):
+            self._answer_duplicate(command)
             return
-        self._seen.add(command.command_id)
         if command.HasField("expires_at") and command.expires_at.ToNanoseconds() / 1e9 < time.time():
             self._final(command, pb.EXPIRED, message="expired before it reached the agent")
             return
@@ -145,6 +120,41 @@ class CommandRunner:
         task = asyncio.get_running_loop().create_task(self._run(command, argv))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def _answer_duplicate(self, command: pb.CommandMessage) -> None:
+        # Redelivered (reconnect, another server, its restart): never run twice. Repeating the
+        # latest answer -- the final one, or DELIVERED while it runs -- lets the server stop holding it.
+        latest = self._journal.latest(command.command_id)
+        log.info(
+            "Command %s (%s) already accepted; duplicate delivery not run (%s)",
+            command.command_id,
+            command.command,
+            f"answered {pb.CommandStatus.Name(latest.status)} again" if latest else "its answer is forgotten",
+        )
+        if latest is not None:
+            self._send(latest)
+
+    def finish_interrupted(self) -> None:
+        """At start: answer FAILED for each command the journal shows running when the agent stopped."""
+        interrupted = self._journal.interrupted()
+        if not interrupted:
+            return
+        for entry in interrupted:
+            accepted = datetime.fromtimestamp(entry.accepted_at, UTC).isoformat(timespec="seconds")
+            self._final(
+                _command_of(entry),
+                pb.FAILED,
+                exit_code=EXIT_INTERRUPTED,
+                message=f"agent restarted while the command was running (accepted at {accepted}); "
+                "its outcome is unknown",
+                started=entry.accepted_at,
+            )
+        log.warning(
+            "Command journal: %d command%s running when the agent stopped (%s): answered FAILED",
+            len(interrupted),
+            " was" if len(interrupted) == 1 else "s were",
+            "; ".join(f"{e.command_id}, {e.command}" for e in interrupted),
+        )
 
     def _resolve(self, command: pb.CommandMessage) -> list[str] | None:
         """argv for a program, None for a built-in; :class:`CommandRefused` if not allowed."""
@@ -213,8 +223,12 @@ class CommandRunner:
             requested_by=command.requested_by,
             reported_by="agent",
         )
-        self._responses.add_response(response)
+        self._send(response)
         return response
+
+    def _send(self, response: pb.CommandResponseMessage) -> None:
+        self._journal.record(response)  # on disk before it can be sent: the promise survives a crash
+        self._responses.add_response(response)
 
     def _final(
         self,
@@ -250,10 +264,7 @@ class CommandRunner:
         response.started_at.CopyFrom(_ts(started))
         response.finished_at.CopyFrom(_ts(finished))
         log.info("✓ Command %s (%s) → %s", command.command_id, command.command, pb.CommandStatus.Name(status))
-        self._responses.add_response(response)
-        self._finals[command.command_id] = response
-        while len(self._finals) > REMEMBER_FINALS:
-            self._finals.popitem(last=False)
+        self._send(response)
 
     async def close(self) -> None:
         """Cancel running commands (their process groups are killed by the executor)."""

@@ -8,13 +8,17 @@ finishing agent, a request to half-close) sets its private event, and nothing el
 
 Metrics and command responses stay here until the server acknowledged them, and are replayed
 after a reconnect (:meth:`Outbound.start_stream`) or a retriable negative ack
-(:meth:`Outbound.rewind`); control messages are sent once and forgotten.
+(:meth:`Outbound.rewind`); control messages are sent once and forgotten. Both survive a restart of
+the agent: metrics in the spool, command responses in the command journal (:mod:`journal`), which
+the command runner writes before it queues a response here; acks are passed on to it, and the
+responses it still holds unacknowledged at start are sent first.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict, deque
+from typing import Protocol
 
 from monitor_agentd.spool import Spool
 from monitoring.v1 import monitoring_pb2 as pb
@@ -22,12 +26,31 @@ from monitoring.v1 import monitoring_pb2 as pb
 ResponseKey = tuple[str, int]  # (command id, status)
 
 
-class ResponseOutbox:
-    """Unacknowledged CommandResponseMessages, in the order they were produced, with a send cursor."""
+class ResponseStore(Protocol):
+    """Where command responses are kept durably until acknowledged (the command journal)."""
 
-    def __init__(self) -> None:
+    def unacknowledged(self) -> list[pb.CommandResponseMessage]:
+        """Responses not acknowledged yet (left by the previous run), oldest first."""
+        ...
+
+    def ack(self, command_id: str, status: int) -> None:
+        """The server acknowledged this response: it need not be sent after a restart."""
+        ...
+
+
+class ResponseOutbox:
+    """Unacknowledged CommandResponseMessages, in the order they were produced, with a send cursor.
+
+    With a ``store`` it starts with the responses the store still holds unacknowledged, and tells it
+    about acks; without one it is memory only.
+    """
+
+    def __init__(self, store: ResponseStore | None = None) -> None:
+        self._store = store
         self._pending: OrderedDict[ResponseKey, pb.CommandResponseMessage] = OrderedDict()
         self._to_send: deque[ResponseKey] = deque()
+        for response in store.unacknowledged() if store is not None else []:
+            self.add(response)
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -49,6 +72,8 @@ class ResponseOutbox:
     def ack(self, command_id: str, status: int) -> None:
         """The server stored (or permanently refused) this response: forget it."""
         self._pending.pop((command_id, status), None)
+        if self._store is not None:
+            self._store.ack(command_id, status)
 
     def rewind(self) -> None:
         """Send every unacknowledged response again, oldest first."""
@@ -58,9 +83,9 @@ class ResponseOutbox:
 class Outbound:
     """The one outbound queue of an agent: what to send next, and what is still unacknowledged."""
 
-    def __init__(self, spool: Spool) -> None:
+    def __init__(self, spool: Spool, responses: ResponseStore | None = None) -> None:
         self.spool = spool
-        self.responses = ResponseOutbox()
+        self.responses = ResponseOutbox(responses)
         self._control: deque[pb.AgentMessage] = deque()
         self._wake = asyncio.Event()
         self._finishing = False
@@ -74,7 +99,7 @@ class Outbound:
         self._wake.set()
 
     def add_response(self, response: pb.CommandResponseMessage) -> None:
-        """Queue a command response; it is resent after reconnects until acknowledged."""
+        """Queue a command response (already journaled); it is resent after reconnects until acknowledged."""
         self.responses.add(response)
         self._wake.set()
 

@@ -10,7 +10,8 @@ written with a single ``write(2)`` on an ``O_APPEND`` descriptor *before* the re
 ``kill -9`` at any moment therefore leaves every completed write intact; a torn or corrupt tail
 (only possible on power loss) is detected by length/CRC at the next start and cut off. With
 ``fsync`` on, each append is also flushed to stable storage. A segment is deleted once every record
-in it is acknowledged (or dropped by the bound).
+in it is acknowledged (or dropped by the bound). The framing functions at the end of this module
+serve the command journal (:mod:`journal`) too.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 _HEADER = struct.Struct(">II")
+#: What the framing adds to each payload.
+FRAME_HEADER_BYTES = _HEADER.size
 #: Larger than any record we write; a length beyond it means corruption.
 MAX_RECORD_BYTES = 16 * 1024 * 1024
 
@@ -88,24 +91,15 @@ class SpoolStore:
         from monitoring.v1 import monitoring_pb2 as pb
 
         data = path.read_bytes()
-        offset = 0
-        while offset + _HEADER.size <= len(data):
-            length, crc = _HEADER.unpack_from(data, offset)
-            start = offset + _HEADER.size
-            payload = data[start : start + length]
-            if length > MAX_RECORD_BYTES or len(payload) < length or zlib.crc32(payload) != crc:
-                break
+        end = 0
+        for start, payload in read_frames(data):
             try:
                 seq = pb.MetricsData.FromString(payload).sequence
             except Exception:
                 break
-            yield seq, payload, Location(path, start, length)
-            offset = start + length
-        if offset < len(data):
-            self.repaired_bytes += len(data) - offset
-            log.warning("Spool segment %s: cut %d bytes of torn or corrupt tail", path.name, len(data) - offset)
-            with path.open("r+b") as f:
-                f.truncate(offset)
+            yield seq, payload, Location(path, start, len(payload))
+            end = start + len(payload)
+        self.repaired_bytes += cut_tail(path, end, len(data), f"Spool segment {path.name}")
 
     @property
     def last_sequence(self) -> int:
@@ -121,9 +115,7 @@ class SpoolStore:
         assert self._fd is not None
         segment = self.segments[-1]
         offset = segment.size + _HEADER.size
-        os.write(self._fd, _HEADER.pack(len(payload), zlib.crc32(payload)) + payload)
-        if self.fsync:
-            os.fsync(self._fd)
+        write_frame(self._fd, payload, fsync=self.fsync)
         segment.size = offset + len(payload)
         segment.last = sequence
         self._current_count += 1
@@ -137,7 +129,7 @@ class SpoolStore:
         self.segments.append(Segment(path, first=first, last=first - 1, size=os.fstat(self._fd).st_size))
         self._current_count = 0
         if self.fsync:
-            _fsync_dir(self.dir)
+            fsync_dir(self.dir)
 
     @staticmethod
     def read(location: Location) -> bytes:
@@ -171,7 +163,47 @@ class SpoolStore:
             self._fd = None
 
 
-def _fsync_dir(directory: Path) -> None:
+# -- the framing, shared with the command journal -------------------------------------------------
+
+
+def frame(payload: bytes) -> bytes:
+    """``payload`` with its ``>II`` (length, CRC-32) header, ready for one ``write(2)``."""
+    return _HEADER.pack(len(payload), zlib.crc32(payload)) + payload
+
+
+def write_frame(fd: int, payload: bytes, *, fsync: bool) -> None:
+    """Append one framed ``payload`` to ``fd`` (opened ``O_APPEND``) in a single write, then fsync."""
+    os.write(fd, frame(payload))
+    if fsync:
+        os.fsync(fd)
+
+
+def read_frames(data: bytes) -> Iterator[tuple[int, bytes]]:
+    """(offset, payload) of each intact frame of ``data``, from the start up to the first torn or
+    corrupt one (bad length or CRC); the caller cuts the file there (:func:`cut_tail`)."""
+    offset = 0
+    while offset + _HEADER.size <= len(data):
+        length, crc = _HEADER.unpack_from(data, offset)
+        start = offset + _HEADER.size
+        payload = data[start : start + length]
+        if length > MAX_RECORD_BYTES or len(payload) < length or zlib.crc32(payload) != crc:
+            return
+        yield start, payload
+        offset = start + length
+
+
+def cut_tail(path: Path, end: int, size: int, what: str) -> int:
+    """Truncate ``path`` (``size`` bytes) to ``end``, the end of its last good frame; returns the bytes cut."""
+    if end >= size:
+        return 0
+    log.warning("%s: cut %d bytes of torn or corrupt tail", what, size - end)
+    with path.open("r+b") as f:
+        f.truncate(end)
+    return size - end
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make a file created or renamed in ``directory`` durable."""
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)

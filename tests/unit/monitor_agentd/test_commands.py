@@ -11,10 +11,10 @@ from types import MappingProxyType
 import pytest
 
 from monitor_agentd.builtins import Builtins
-from monitor_agentd.commands import CommandRunner, bind
+from monitor_agentd.commands import CommandRunner
 from monitor_agentd.config import CommandSpec, CommandsSection, ParamSpec
-from monitor_agentd.dedup import SeenCommands
 from monitor_agentd.errors import AgentError, CommandRefused
+from monitor_agentd.journal import CommandJournal
 from monitoring.v1 import monitoring_pb2 as pb
 
 WAIT = 10.0
@@ -68,12 +68,14 @@ def command(command_id: str, name: str, *args: str, timeout_seconds: int = 0) ->
     )
 
 
-def runner(responses: Responses, seen: SeenCommands | None = None, **cfg: object) -> tuple[CommandRunner, Collection]:
+def runner(
+    responses: Responses, journal: CommandJournal | None = None, **cfg: object
+) -> tuple[CommandRunner, Collection]:
     definitions = MappingProxyType({"echo": ECHO, "fail": FAIL, "slow": SLOW, "missing": MISSING})
     section = CommandsSection(definitions=definitions, kill_grace_seconds=0.1, **cfg)  # type: ignore[arg-type]
     collection = Collection()
     builtins = Builtins(collection, lambda: {"agent_id": "a1"})
-    return CommandRunner(section, "a1", builtins, responses, seen or SeenCommands(None)), collection
+    return CommandRunner(section, "a1", builtins, responses, journal or CommandJournal(None)), collection
 
 
 def scenario(body: Callable[[Responses], object]) -> None:
@@ -133,12 +135,6 @@ def test_not_allowed_is_rejected_and_nothing_runs(name: str, args: list[str], re
     scenario(body)
 
 
-def test_bind_inserts_values_literally() -> None:
-    assert bind(ECHO, ["a.b"]) == ["/bin/echo", "hello a.b"]
-    literal = CommandSpec(argv=("/bin/echo", "{v}"), params=(ParamSpec(name="v", pattern=r".*"),))
-    assert bind(literal, [r"\1 $HOME"]) == ["/bin/echo", r"\1 $HOME"]
-
-
 def test_programs_run_and_report_their_outcome() -> None:
     async def body(responses: Responses) -> None:
         commands, _ = runner(responses)
@@ -162,18 +158,69 @@ def test_programs_run_and_report_their_outcome() -> None:
     scenario(body)
 
 
+def journal_at(path: Path) -> CommandJournal:
+    journal = CommandJournal(path)
+    journal.load()
+    return journal
+
+
 def test_duplicate_delivery_never_runs_twice_and_repeats_the_final(tmp_path: Path) -> None:
     async def body(responses: Responses) -> None:
-        seen = SeenCommands(tmp_path / "seen")
-        commands, collection = runner(responses, seen)
+        journal = journal_at(tmp_path / "journal")
+        commands, collection = runner(responses, journal)
         commands.submit(command("c1", "collect"))
         commands.submit(command("c1", "collect"))
         assert collection.collected == 1
         assert responses.statuses("c1") == ["DELIVERED", "SUCCEEDED", "SUCCEEDED"]
-        # After a restart the final is no longer known: the duplicate is only skipped.
-        again, collection = runner(responses, SeenCommands(tmp_path / "seen"))
+        journal.close()
+        # After a restart the final comes from the journal on disk.
+        again, collection = runner(responses, journal_at(tmp_path / "journal"))
         again.submit(command("c1", "collect"))
-        assert collection.collected == 0 and len(responses.statuses("c1")) == 3
+        assert collection.collected == 0
+        assert responses.statuses("c1") == ["DELIVERED", "SUCCEEDED", "SUCCEEDED", "SUCCEEDED"]
+
+    scenario(body)
+
+
+def test_duplicate_of_a_running_command_is_answered_delivered_again() -> None:
+    async def body(responses: Responses) -> None:
+        commands, _ = runner(responses)
+        commands.submit(command("c1", "slow", timeout_seconds=30))
+        commands.submit(command("c1", "slow", timeout_seconds=30))
+        assert responses.statuses("c1") == ["DELIVERED", "DELIVERED"] and commands.running == 1
+        await commands.close()
+
+    scenario(body)
+
+
+def test_command_running_at_a_crash_is_answered_failed_at_start(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def body(responses: Responses) -> None:
+        commands, _ = runner(responses, journal_at(tmp_path / "journal"))
+        commands.submit(command("c1", "slow", timeout_seconds=30))
+        commands.submit(command("c2", "echo", "x"))
+        await responses.until(lambda: len(responses.statuses("c2")) == 2)
+        # The agent dies here: nothing more is written (close() only cancels, as a kill would).
+        await commands.close()
+        later = Responses()
+        journal = journal_at(tmp_path / "journal")
+        restarted, _ = runner(later, journal)
+        restarted.finish_interrupted()
+        assert later.statuses("c1") == ["FAILED"] and later.statuses("c2") == []
+        failed = later.final("c1")
+        assert failed.exit_code == -1 and failed.requested_by == "ops" and failed.command == "slow"
+        assert failed.message.startswith("agent restarted while the command was running (accepted at ")
+        assert failed.message.endswith("); its outcome is unknown")
+        assert "Command journal: 1 command was running when the agent stopped (c1, slow): answered FAILED" in (
+            caplog.text
+        )
+        restarted.submit(command("c1", "slow"))  # redelivered after the restart: the stored final, not a run
+        assert later.statuses("c1") == ["FAILED", "FAILED"] and restarted.running == 0
+        restarted.finish_interrupted()  # only once
+        assert later.statuses("c1") == ["FAILED", "FAILED"]
+        journal.close()
+        assert journal_at(tmp_path / "journal").interrupted() == []
 
     scenario(body)
 

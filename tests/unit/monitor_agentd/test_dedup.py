@@ -1,4 +1,4 @@
-"""Command ids already accepted: bounded, and persisted across restarts."""
+"""Command ids already accepted: a bounded set; the commands-seen file of older agents is readable."""
 
 from __future__ import annotations
 
@@ -6,27 +6,22 @@ from pathlib import Path
 
 import pytest
 
-from monitor_agentd.dedup import SeenCommands
+from monitor_agentd.dedup import SeenCommands, read_seen_file
 
 
-def test_ids_survive_a_restart_and_the_file_is_compacted(tmp_path: Path) -> None:
-    path = tmp_path / "commands-seen"
-    seen = SeenCommands(path, remember=3)
-    for command_id in ("a", "b", "c", "d"):
+def test_bounded_oldest_forgotten_first() -> None:
+    seen = SeenCommands(remember=3)
+    for command_id in ("a", "b", "c", "d", "b"):
         seen.add(command_id)
-    assert "a" not in seen and "d" in seen  # bounded in memory
-    again = SeenCommands(path, remember=3)
-    assert all(i in again for i in ("b", "c", "d")) and "a" not in again
-    assert path.read_text() == "b\nc\nd\n"
+    assert "a" not in seen and all(i in seen for i in "bcd") and len(seen) == 3
+    assert list(seen) == ["b", "c", "d"]
 
 
-def test_memory_only_without_a_path() -> None:
-    seen = SeenCommands(None)
-    seen.add("x")
-    assert "x" in seen and "y" not in seen
-
-
-def test_unwritable_file_is_logged_not_fatal(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    seen = SeenCommands(tmp_path / "missing-dir" / "commands-seen")
-    seen.add("x")
-    assert "x" in seen and "Cannot record command id" in caplog.text
+def test_legacy_file_is_read_once_missing_or_unreadable_is_empty(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "commands-seen"
+    path.write_text("x\n\ny\n")
+    assert read_seen_file(path) == ["x", "y"]
+    assert read_seen_file(tmp_path / "none") == []
+    assert read_seen_file(tmp_path) == [] and "Cannot read" in caplog.text  # a directory

@@ -15,7 +15,7 @@ from monitor_agentd.collectors.mock import MockCollector
 from monitor_agentd.commands import CommandRunner
 from monitor_agentd.config import AgentTlsSection, CommandsSection, ConnectionSection
 from monitor_agentd.connection import Connector
-from monitor_agentd.dedup import SeenCommands
+from monitor_agentd.journal import CommandJournal
 from monitor_agentd.outbound import Outbound
 from monitor_agentd.presence import Presence
 from monitor_agentd.schedule import Schedule
@@ -59,7 +59,7 @@ def test_every_figure_is_exported(tmp_path: Path) -> None:
         outbound = Outbound(spool)
         connected = asyncio.Event()
         schedule = Schedule("a1", "h", MockCollector("a1"), outbound, connected, interval=1, sequence=2)
-        commands = CommandRunner(CommandsSection(), "a1", Builtins(schedule, dict), outbound, SeenCommands(None))
+        commands = CommandRunner(CommandsSection(), "a1", Builtins(schedule, dict), outbound, CommandJournal(None))
         presence = Presence("a1", schedule, spool, commands)
         cfg = ConnectionSection(tls=AgentTlsSection(mode="plaintext"))
         link = Link(cfg, "a1", outbound, commands, presence, connected=connected)
