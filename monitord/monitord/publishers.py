@@ -2,8 +2,9 @@
 
 Presence goes to the compacted ``agent-status`` topic (key = agent id): the latest record per
 agent says whether it is connected and to which monitord instance; that is what ``monitorctl
-agents`` shows. The answers monitord gives commands itself (EXPIRED, INVALID) go to
-``command-responses`` like the agents' own. Publishing never blocks a stream: it runs in the
+agents`` shows. Each record carries the agent's connection number, which orders the records of
+one agent across servers (:mod:`monitord.presence_order`). The answers monitord gives commands
+itself (EXPIRED, INVALID) go to ``command-responses`` like the agents' own. Publishing never blocks a stream: it runs in the
 background and a failed publish is logged.
 """
 
@@ -35,6 +36,11 @@ class PresencePublisher:
         self._kafka = kafka
         self._server_id = server_id
 
+    @property
+    def server_id(self) -> str:
+        """The monitord instance its records name."""
+        return self._server_id
+
     def publish(
         self,
         agent_id: str,
@@ -45,7 +51,10 @@ class PresencePublisher:
         hostname: str = "",
         agent_version: str = "",
         instance_id: str = "",
+        connection: int = 0,
+        at: float | None = None,
     ) -> None:
+        """Publish ``state`` of ``agent_id``'s connection number ``connection``, dated ``at`` (default now)."""
         status = pb.AgentStatus(
             agent_id=agent_id,
             state=state,
@@ -55,8 +64,12 @@ class PresencePublisher:
             hostname=hostname,
             agent_version=agent_version,
             instance_id=instance_id,
+            connection=connection,
         )
-        status.at.GetCurrentTime()
+        if at is None:
+            status.at.GetCurrentTime()
+        else:
+            status.at.FromNanoseconds(int(at * 1e9))
         key, value, headers = records.encode(
             status, agent_id=agent_id, server_id=self._server_id, encoding=self._kafka.value_encoding
         )

@@ -70,6 +70,7 @@ class MonitoringService(pb_grpc.MonitoringServiceServicer):
                 interval_seconds=request.interval_seconds,
                 peer=context.peer(),
                 registered_at=time.time(),
+                connection=request.connection,
             )
         )
         log.info("✓ Agent registered: %s on %s", request.agent_id, request.hostname or "?")
@@ -86,17 +87,22 @@ class MonitoringService(pb_grpc.MonitoringServiceServicer):
         self, request_iterator: AsyncIterator[pb.AgentMessage], context: grpc.aio.ServicerContext
     ) -> None:
         cfg = self._cfg
-        agent_id = await self._admit_stream(context, cfg)
+        agent_id, connection = await self._admit_stream(context, cfg)
         async with self._sessions.opened(
-            agent_id, context.peer(), context.write, max_inflight=cfg.server.max_inflight_per_stream
+            agent_id,
+            context.peer(),
+            context.write,
+            max_inflight=cfg.server.max_inflight_per_stream,
+            connection=connection,
         ) as session:
             self._router.on_connect(session)
             await AgentStream(cfg, session, self._bridge, self._stats, self._router).run(request_iterator)
 
-    async def _admit_stream(self, context: grpc.aio.ServicerContext, cfg: MonitordConfig) -> str:
-        """The agent id the stream may act as; aborts the call otherwise."""
+    async def _admit_stream(self, context: grpc.aio.ServicerContext, cfg: MonitordConfig) -> tuple[str, int]:
+        """The agent id the stream may act as and its connection number; aborts the call otherwise."""
         metadata = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
         agent_id = metadata.get("agent-id", "")
+        connection = connection_number(metadata.get("agent-connection", ""))
         if not AGENT_ID.match(agent_id):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "call metadata 'agent-id' missing or invalid")
         await self._refuse_while_draining(context)
@@ -110,8 +116,16 @@ class MonitoringService(pb_grpc.MonitoringServiceServicer):
                 limit,
             )
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"server holds its maximum of {limit} agents")
-        return agent_id
+        return agent_id, connection
 
     async def _refuse_while_draining(self, context: grpc.aio.ServicerContext) -> None:
         if self._sessions.draining:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "monitord is shutting down; use another server")
+
+
+def connection_number(text: str) -> int:
+    """The ``agent-connection`` call metadata as a number; 0 (unknown) when absent or not a uint64."""
+    if not text.isascii() or not text.isdigit():
+        return 0
+    value = int(text)
+    return value if value < 2**64 else 0

@@ -8,7 +8,10 @@ in-flight budget all streams share. Other modules talk to a session only through
 
 A second stream for an agent id that already has one replaces it (the older one is cancelled with
 reason "replaced"): an agent that lost its connection without the server noticing must be able to
-come back at once, and the newest connection is the one that works.
+come back at once, and the newest connection is the one that works. Every presence record names
+the agent's connection number of its stream (:mod:`monitord.presence_order`), and the replaced
+stream's DISCONNECTED is followed by the newer stream's CONNECTED again, so the compacted topic
+ends with the state that holds.
 """
 
 from __future__ import annotations
@@ -51,16 +54,32 @@ class Registration:
     interval_seconds: float
     peer: str
     registered_at: float
+    #: The agent's number for this connection (0 = unknown: an older agent).
+    connection: int = 0
 
 
 class Session:
     """One live StreamCommunication call; its state changes only through the verbs below."""
 
     def __init__(
-        self, agent_id: str, peer: str, write: Write, task: asyncio.Task[object], budget: InflightBudget
+        self,
+        agent_id: str,
+        peer: str,
+        write: Write,
+        task: asyncio.Task[object],
+        budget: InflightBudget,
+        *,
+        connection: int = 0,
+        registration: Registration | None = None,
     ) -> None:
         self.agent_id = agent_id
         self.peer = peer
+        #: The agent's connection number of this stream (0 = unknown); orders its presence records.
+        self.connection = connection
+        #: What the agent registered before opening this stream (None: no registration seen).
+        self.registration = registration
+        #: Wall-clock time the stream opened (the ``at`` of its CONNECTED record).
+        self.connected_at = time.time()
         #: This stream's share of the in-flight bound (its parent is the server's total).
         self.budget = budget
         self._write = write
@@ -177,20 +196,36 @@ class SessionRegistry:
     # -- a stream's life -------------------------------------------------------------------------
 
     @contextlib.asynccontextmanager
-    async def opened(self, agent_id: str, peer: str, write: Write, *, max_inflight: int) -> AsyncIterator[Session]:
+    async def opened(
+        self, agent_id: str, peer: str, write: Write, *, max_inflight: int, connection: int = 0
+    ) -> AsyncIterator[Session]:
         """The session of the calling task's stream, from CONNECTED to its disconnect reason.
 
-        Errors of the stream end it (logged, presence says why); cancellation propagates.
+        ``connection`` is the agent's number for this stream (its call metadata); 0 takes the one
+        of the agent's registration. Errors of the stream end it (logged, presence says why);
+        cancellation propagates.
         """
         task = asyncio.current_task()
         assert task is not None
-        session = Session(agent_id, peer, write, task, self.inflight.child(max_inflight))
-        self._open(session)
-        log.info("Agent '%s' connected from %s (%d agents connected)", agent_id, peer, len(self))
         registration = self._registrations.get(agent_id)
+        if connection == 0 and registration is not None:
+            connection = registration.connection
+        session = Session(
+            agent_id,
+            peer,
+            write,
+            task,
+            self.inflight.child(max_inflight),
+            connection=connection,
+            registration=registration,
+        )
+        self._open(session)
+        log.info(
+            "Agent '%s' connected from %s (connection %d; %d agents connected)", agent_id, peer, connection, len(self)
+        )
         if registration is not None:
             session.heartbeat_every(registration.interval_seconds)
-        self._publish(session, pb.CONNECTED, "", registration)
+        self._publish(session, pb.CONNECTED, "")
         reason = ""
         try:
             yield session
@@ -206,7 +241,7 @@ class SessionRegistry:
             if not isinstance(inner, (grpc.aio.AioRpcError, ConnectionError)):
                 log.error("Unexpected error on the stream of agent '%s'", agent_id, exc_info=inner)
         finally:
-            self._close(session, reason, registration)
+            self._close(session, reason)
 
     def _open(self, session: Session) -> None:
         old = self._active.get(session.agent_id)
@@ -223,19 +258,26 @@ class SessionRegistry:
         self.stats.opened += 1
         self.stats.connected = len(self._active)
 
-    def _close(self, session: Session, reason: str, registration: Registration | None) -> None:
+    def _close(self, session: Session, reason: str) -> None:
         """Forget ``session`` (unless a newer stream replaced it already), publish and log why it ended."""
         self.stats.closed += 1
-        if self._active.get(session.agent_id) is session:
+        current = self._active.get(session.agent_id)
+        if current is session:
             del self._active[session.agent_id]
+            current = None
         self.stats.connected = len(self._active)
         if not self._active:
             self._none_open.set()
         agent_id = session.agent_id
         if not reason:
-            self._publish(
-                session, pb.DISCONNECTED, "server shutting down" if session.redirected else "goodbye", registration
-            )
+            self._publish(session, pb.DISCONNECTED, "server shutting down" if session.redirected else "goodbye")
+        else:
+            self._publish(session, pb.STALE if reason.startswith("stale") else pb.DISCONNECTED, reason)
+        if current is not None and replaces(current, session):
+            # The record just published is about the replaced stream: say again what holds now,
+            # so the last record of the agent (all that compaction keeps) is the newer CONNECTED.
+            self._publish(current, pb.CONNECTED, "")
+        if not reason:
             log.info(
                 "✓ Stream ended for agent '%s' (%d metrics received)%s",
                 agent_id,
@@ -243,7 +285,6 @@ class SessionRegistry:
                 "; redirected: server shutting down" if session.redirected else "",
             )
             return
-        self._publish(session, pb.STALE if reason.startswith("stale") else pb.DISCONNECTED, reason, registration)
         log.warning(
             "✗ Agent '%s' disconnected: %s (%d metrics received; %d agents connected)",
             agent_id,
@@ -252,18 +293,8 @@ class SessionRegistry:
             len(self),
         )
 
-    def _publish(
-        self, session: Session, state: pb.AgentPresence.ValueType, reason: str, registration: Registration | None
-    ) -> None:
-        self._presence.publish(
-            session.agent_id,
-            state,
-            reason=reason,
-            peer=session.peer,
-            hostname=registration.hostname if registration is not None else "",
-            agent_version=registration.agent_version if registration is not None else "",
-            instance_id=registration.instance_id if registration is not None else "",
-        )
+    def _publish(self, session: Session, state: pb.AgentPresence.ValueType, reason: str) -> None:
+        announce(self._presence, session, state, reason)
 
     # -- server-wide verbs -----------------------------------------------------------------------
 
@@ -297,3 +328,32 @@ class SessionRegistry:
         while True:
             await asyncio.sleep(period)
             self.cancel_stale(time.monotonic())
+
+
+def announce(presence: PresencePublisher, session: Session, state: pb.AgentPresence.ValueType, reason: str) -> None:
+    """Publish ``state`` of ``session``'s stream: its connection number, peer and registration.
+
+    A CONNECTED record is dated when the stream opened, also when it is published again later.
+    """
+    registration = session.registration
+    presence.publish(
+        session.agent_id,
+        state,
+        reason=reason,
+        peer=session.peer,
+        hostname=registration.hostname if registration is not None else "",
+        agent_version=registration.agent_version if registration is not None else "",
+        instance_id=registration.instance_id if registration is not None else "",
+        connection=session.connection,
+        at=session.connected_at if state == pb.CONNECTED else None,
+    )
+
+
+def replaces(newer: Session, older: Session) -> bool:
+    """Whether ``newer`` (opened after ``older``, same agent) is the agent's present stream.
+
+    By open order -- unless both carry connection numbers, which then decide.
+    """
+    if newer.connection == 0 or older.connection == 0:
+        return True
+    return newer.connection > older.connection

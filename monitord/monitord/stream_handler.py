@@ -137,6 +137,8 @@ class AgentStream:
             return
         response.agent_id = agent_id
         response.reported_by = response.reported_by or "agent"
+        # Which connection carried it: `monitorctl send --wait` matches presence records against it.
+        response.connection = self._session.connection
         self._stats.note_response(pb.CommandStatus.Name(response.status))
         self._router.on_response(response)
         value, headers = self._encoder.encode(response)

@@ -51,7 +51,8 @@ class MonitoringServiceServicer:
 
     def StreamCommunication(self, request_iterator, context):
         """One persistent bidirectional stream per agent: metrics, heartbeats and command responses go up;
-        acknowledgments and commands come down. The agent id travels as call metadata `agent-id`.
+        acknowledgments and commands come down. The agent id travels as call metadata `agent-id`,
+        the connection number (AgentRegistration.connection, decimal) as `agent-connection`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

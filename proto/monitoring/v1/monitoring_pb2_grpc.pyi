@@ -38,7 +38,8 @@ class MonitoringServiceStub:
     def __new__(cls, channel: _aio.Channel) -> MonitoringServiceAsyncStub: ...
     StreamCommunication: _grpc.StreamStreamMultiCallable[_monitoring_pb2.AgentMessage, _monitoring_pb2.ServerMessage]
     """One persistent bidirectional stream per agent: metrics, heartbeats and command responses go up;
-    acknowledgments and commands come down. The agent id travels as call metadata `agent-id`.
+    acknowledgments and commands come down. The agent id travels as call metadata `agent-id`,
+    the connection number (AgentRegistration.connection, decimal) as `agent-connection`.
     """
     RegisterAgent: _grpc.UnaryUnaryMultiCallable[_monitoring_pb2.AgentRegistration, _monitoring_pb2.Ack]
     """An agent registers itself (once per connection) before opening the stream."""
@@ -48,7 +49,8 @@ class MonitoringServiceAsyncStub(MonitoringServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     StreamCommunication: _aio.StreamStreamMultiCallable[_monitoring_pb2.AgentMessage, _monitoring_pb2.ServerMessage]  # type: ignore[assignment]
     """One persistent bidirectional stream per agent: metrics, heartbeats and command responses go up;
-    acknowledgments and commands come down. The agent id travels as call metadata `agent-id`.
+    acknowledgments and commands come down. The agent id travels as call metadata `agent-id`,
+    the connection number (AgentRegistration.connection, decimal) as `agent-connection`.
     """
     RegisterAgent: _aio.UnaryUnaryMultiCallable[_monitoring_pb2.AgentRegistration, _monitoring_pb2.Ack]  # type: ignore[assignment]
     """An agent registers itself (once per connection) before opening the stream."""
@@ -61,7 +63,8 @@ class MonitoringServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_monitoring_pb2.ServerMessage], _abc.AsyncIterator[_monitoring_pb2.ServerMessage]]:
         """One persistent bidirectional stream per agent: metrics, heartbeats and command responses go up;
-        acknowledgments and commands come down. The agent id travels as call metadata `agent-id`.
+        acknowledgments and commands come down. The agent id travels as call metadata `agent-id`,
+        the connection number (AgentRegistration.connection, decimal) as `agent-connection`.
         """
 
     @_abc_1.abstractmethod

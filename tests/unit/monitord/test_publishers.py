@@ -30,3 +30,13 @@ def test_response_record() -> None:
     response = pb.CommandResponseMessage(command_id="c1", agent_id="web-1", status=pb.EXPIRED)
     ResponsePublisher(sink, KafkaSection(value_encoding="json"), "s1").publish(response)
     assert sink.published == [("command-responses", response, "response to command c1")]
+
+
+def test_presence_record_carries_the_connection_and_a_given_date() -> None:
+    sink = RecordingPublisher()
+    publisher = PresencePublisher(sink, KafkaSection(), "s1")
+    assert publisher.server_id == "s1"
+    publisher.publish("web-1", pb.CONNECTED, connection=12, at=1_700_000_000.5)
+    ((_, status, _),) = sink.published
+    assert isinstance(status, pb.AgentStatus)
+    assert status.connection == 12 and status.at.ToNanoseconds() == 1_700_000_000_500_000_000

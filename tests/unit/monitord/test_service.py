@@ -11,6 +11,7 @@ import pytest
 
 from monitord.app import Monitord
 from monitord.config import LimitsSection, MonitordConfig
+from monitord.service import connection_number
 from monitoring.v1 import monitoring_pb2 as pb
 from monitoring.v1 import monitoring_pb2_grpc as pb_grpc
 from monitoring_testsupport.fakes.monitord import (
@@ -65,6 +66,34 @@ def test_register_then_stream_metrics_acked_after_kafka() -> None:
     asyncio.run(scenario())
 
 
+def test_the_connection_number_from_registration_and_metadata() -> None:
+    async def scenario() -> None:
+        async with serving() as (server, producers, _, channel):
+            stub = pb_grpc.MonitoringServiceStub(channel)
+            reg = registration()
+            reg.connection = 41
+            await stub.RegisterAgent(reg, timeout=WAIT)
+            agent = AgentCall(channel, "web-1", metadata=(("agent-id", "web-1"), ("agent-connection", "42")))
+            agent.send(
+                pb.AgentMessage(command_response=pb.CommandResponseMessage(command_id="c1", status=pb.DELIVERED))
+            )
+            assert (await agent.read()).acknowledgment.command_id == "c1"
+            await agent.goodbye()
+            await until(lambda: len(server.sessions) == 0, what="the session closed")
+            await server.bridge.drain(WAIT)
+            presence = producers.producer.on("agent-status")
+            assert [s.connection for s in presence] == [42, 42]  # type: ignore[attr-defined]
+            [response] = producers.producer.on("command-responses")
+            assert response.connection == 42  # type: ignore[attr-defined]  # the stream that carried it
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(("text", "number"), [("7", 7), ("", 0), ("x", 0), ("-1", 0), ("٣", 0), (str(2**64), 0)])
+def test_connection_metadata_parsing(text: str, number: int) -> None:
+    assert connection_number(text) == number
+
+
 def test_a_command_from_kafka_reaches_the_connected_agent() -> None:
     async def scenario() -> None:
         async with serving() as (server, _, consumers, channel):
@@ -112,7 +141,8 @@ def test_the_agent_limit_refuses_new_agents_but_not_a_reconnect() -> None:
             await again.goodbye()
             await server.bridge.drain(WAIT)
             reasons = [s.reason for s in producers.producer.on("agent-status")]  # type: ignore[attr-defined]
-            assert reasons == ["", "", "replaced by a newer stream", "goodbye"]
+            # The replaced stream's DISCONNECTED is followed by the present stream's CONNECTED again.
+            assert reasons == ["", "", "replaced by a newer stream", "", "goodbye"]
 
     asyncio.run(scenario())
 

@@ -27,10 +27,14 @@ def presence(sink: RecordingPublisher) -> list[tuple[str, str, str]]:
 
 
 async def hold(
-    reg: SessionRegistry, agent_id: str, body: Callable[[Session], Awaitable[None]], ctx: FakeContext | None = None
+    reg: SessionRegistry,
+    agent_id: str,
+    body: Callable[[Session], Awaitable[None]],
+    ctx: FakeContext | None = None,
+    connection: int = 0,
 ) -> None:
     ctx = ctx or FakeContext()
-    async with reg.opened(agent_id, f"peer-of-{agent_id}", ctx.write, max_inflight=5) as session:
+    async with reg.opened(agent_id, f"peer-of-{agent_id}", ctx.write, max_inflight=5, connection=connection) as session:
         await body(session)
 
 
@@ -77,20 +81,25 @@ def test_a_newer_stream_replaces_the_older_one(caplog: pytest.LogCaptureFixture)
             await release.wait()
             session.said_goodbye()
 
-        older = asyncio.create_task(hold(reg, "web-1", first))
+        older = asyncio.create_task(hold(reg, "web-1", first, connection=4))
         await asyncio.wait_for(opened.wait(), WAIT)
-        newer = asyncio.create_task(hold(reg, "web-1", second))
+        newer = asyncio.create_task(hold(reg, "web-1", second, connection=5))
         with pytest.raises(asyncio.CancelledError):
             await asyncio.wait_for(older, WAIT)
         assert reg.is_connected("web-1") and len(reg) == 1  # the newer stream stays
         release.set()
         await asyncio.wait_for(newer, WAIT)
+        # The replaced stream's DISCONNECTED is followed by the newer stream's CONNECTED again.
         assert presence(sink) == [
             ("web-1", "CONNECTED", ""),
             ("web-1", "CONNECTED", ""),
             ("web-1", "DISCONNECTED", "replaced by a newer stream"),
+            ("web-1", "CONNECTED", ""),
             ("web-1", "DISCONNECTED", "goodbye"),
         ]
+        assert [s.connection for s in sink.presence()] == [4, 5, 4, 5, 5]
+        connected_again = sink.presence()[3]
+        assert connected_again.at == sink.presence()[1].at  # dated when the stream opened
 
     with caplog.at_level(logging.INFO):
         asyncio.run(scenario())
@@ -213,3 +222,47 @@ def test_a_stream_error_ends_the_session_with_its_reason(caplog: pytest.LogCaptu
         asyncio.run(scenario())
     errors = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert [r.getMessage() for r in errors] == ["Unexpected error on the stream of agent 'web-1'"]
+
+
+def test_every_record_of_a_stream_carries_its_connection() -> None:
+    async def scenario() -> None:
+        reg, sink = registry()
+        reg.register(Registration("web-1", "h", "2.0", frozenset(), "i-1", 2.0, "p", time.time(), connection=7))
+
+        async def vanish(session: Session) -> None:
+            assert session.connection == 7  # no metadata: the registration's number
+
+        await hold(reg, "web-1", vanish)
+        await hold(reg, "web-1", vanish, connection=9)  # metadata wins over the registration
+        assert [(pb.AgentPresence.Name(s.state), s.connection) for s in sink.presence()] == [
+            ("CONNECTED", 7),
+            ("DISCONNECTED", 7),
+            ("CONNECTED", 9),
+            ("DISCONNECTED", 9),
+        ]
+
+    asyncio.run(scenario())
+
+
+def test_a_replacement_with_an_older_connection_number_is_not_announced_again() -> None:
+    async def scenario() -> None:
+        reg, sink = registry()
+        opened = asyncio.Event()
+
+        async def first(session: Session) -> None:
+            opened.set()
+            await asyncio.sleep(WAIT * 2)
+
+        async def second(session: Session) -> None:
+            session.said_goodbye()
+
+        older = asyncio.create_task(hold(reg, "web-1", first, connection=6))
+        await asyncio.wait_for(opened.wait(), WAIT)
+        await hold(reg, "web-1", second, connection=5)  # out of order: its numbers say it is older
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(older, WAIT)
+        states = [(pb.AgentPresence.Name(s.state), s.connection) for s in sink.presence()]
+        assert states[:2] == [("CONNECTED", 6), ("CONNECTED", 5)]
+        assert sorted(states[2:]) == [("DISCONNECTED", 5), ("DISCONNECTED", 6)]  # no CONNECTED again
+
+    asyncio.run(scenario())
