@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
+from monitor_agentd.journal import CommandJournal
 from monitor_agentd.outbound import Outbound, ResponseOutbox
 from monitor_agentd.spool import Spool
 from monitoring.v1 import monitoring_pb2 as pb
@@ -146,3 +148,32 @@ def test_response_outbox_keeps_each_status_until_acked() -> None:
     outbox.ack("c1", pb.SUCCEEDED)
     outbox.ack("unknown", pb.FAILED)
     assert len(outbox) == 0
+
+
+def test_unacknowledged_responses_survive_a_restart_and_are_sent_first(tmp_path: Path) -> None:
+    journal = CommandJournal(tmp_path / "journal")
+    journal.load()
+    outbound = Outbound(Spool(10), journal)
+    for r in (response("c1", pb.DELIVERED), response("c1", pb.SUCCEEDED), response("c2", pb.DELIVERED)):
+        journal.record(r)  # the command runner journals each response before queueing it
+        outbound.add_response(r)
+    assert kinds(outbound) == ["command_response"] * 3
+    outbound.ack_response("c1", pb.DELIVERED)
+    outbound.ack_response("c2", pb.DELIVERED)
+    journal.close()  # the agent is killed: c1's final was sent, never acknowledged
+
+    again = CommandJournal(tmp_path / "journal")
+    again.load()
+    restarted = Outbound(Spool(10), again)
+    restarted.add_record(record(1))
+    restarted.start_stream()
+    first = restarted.next_message()
+    assert first is not None and first.command_response.command_id == "c1"
+    assert first.command_response.status == pb.SUCCEEDED
+    assert kinds(restarted) == ["metrics_data"]
+    restarted.ack_response("c1", pb.SUCCEEDED)
+    assert not restarted.responses
+    again.close()
+    third = CommandJournal(tmp_path / "journal")
+    third.load()
+    assert third.unacknowledged() == []  # the ack reached the disk too
