@@ -33,7 +33,7 @@ class CellSettings:
     #: How long Kafka stays stopped, or the network cut.
     outage: float = 30.0
     #: Seconds to wait, past the longest TTL, for final answers.
-    final_slack: float = 8.0
+    final_slack: float = 6.0
     #: Seconds after the last change before presence is judged.
     settle: float = 3.0
     #: The latency promise for commands to connected agents, in seconds.

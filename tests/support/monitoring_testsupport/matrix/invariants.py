@@ -131,9 +131,12 @@ def latency(
     ]
     never = len(probes) - len(waits)
     worst = max(waits, default=0.0)
-    text = f"max {worst:.2f} s" + (f", {never} never DELIVERED" if never else "")
     if not probes:
         text = "no probes"
+    elif not waits:
+        text = f"{never}/{len(probes)} never DELIVERED"
+    else:
+        text = f"max {worst:.2f} s" + (f", {never}/{len(probes)} never DELIVERED" if never else "")
     values = {"probes": len(probes), "max_s": round(worst, 3), "never_delivered": never}
     return Figure("latency", text, bool(probes) and never == 0 and worst <= limit, values)
 

@@ -103,15 +103,15 @@ class Mix:
 
     period: float = 0.4
     #: ``ping`` to a connected agent (also the latency probe).
-    ping_ttl: int = 20
+    ping_ttl: int = 15
     #: ``ping`` with a short lifetime.
     short_ttl: int = 4
     #: ``ping`` for an agent that never connects: must end EXPIRED.
     absent_ttl: int = 3
     #: ``ping`` for the agent that connects only after the fault.
-    late_ttl: int = 45
+    late_ttl: int = 30
     #: the slow configured command.
-    slow_ttl: int = 20
+    slow_ttl: int = 15
 
     @property
     def longest_ttl(self) -> int:
