@@ -21,6 +21,10 @@ def effective_config(old: MonitordConfig, new: MonitordConfig) -> MonitordConfig
         "commands.enabled": (old.commands.enabled, new.commands.enabled),
         "commands.consumer_group_prefix": (old.commands.consumer_group_prefix, new.commands.consumer_group_prefix),
         "commands.fetch_wait_max_ms": (old.commands.fetch_wait_max_ms, new.commands.fetch_wait_max_ms),
+        "commands.duty_session_timeout_ms": (
+            old.commands.duty_session_timeout_ms,
+            new.commands.duty_session_timeout_ms,
+        ),
     }
     for key, (was, now) in fixed.items():
         if was != now:
@@ -36,5 +40,6 @@ def effective_config(old: MonitordConfig, new: MonitordConfig) -> MonitordConfig
             enabled=old.commands.enabled,
             consumer_group_prefix=old.commands.consumer_group_prefix,
             fetch_wait_max_ms=old.commands.fetch_wait_max_ms,
+            duty_session_timeout_ms=old.commands.duty_session_timeout_ms,
         ),
     )
