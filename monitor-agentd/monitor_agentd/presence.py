@@ -1,6 +1,11 @@
 """What the agent tells the server about itself: the registration on each connection, and
 heartbeats every interval while connected -- also while only waiting for acks, so the server never
-takes a quiet but healthy agent for a stale one."""
+takes a quiet but healthy agent for a stale one.
+
+Each registration carries a new connection number (:class:`monitor_agentd.state.ConnectionNumbers`),
+which the stream repeats: the server puts it into every presence record of that stream, so
+readers can tell a newer connection from an older one whatever the order of the records.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from monitor_agentd import __version__
 from monitor_agentd.outbound import Outbound
+from monitor_agentd.state import ConnectionNumbers
 from monitoring.v1 import monitoring_pb2 as pb
 
 CAPABILITIES = ("metrics.v1", "heartbeat.v1", "ack.range.v1", "commands.v1")
@@ -66,6 +72,7 @@ class Presence:
         *,
         labels: Mapping[str, str] = MappingProxyType({}),
         hostname: str | None = None,
+        connections: ConnectionNumbers | None = None,
     ) -> None:
         self.agent_id = agent_id
         self.hostname = hostname or socket.gethostname()
@@ -76,9 +83,17 @@ class Presence:
         self._pace = pace
         self._spool = spool
         self._commands = commands
+        # Without the state directory's numbers (StateDir.connections()) they still increase
+        # within this process and across restarts by their clock floor, only not past a clock step.
+        self._connections = connections if connections is not None else ConnectionNumbers(None)
+
+    @property
+    def connection(self) -> int:
+        """The number of the newest connection (0 before the first registration)."""
+        return self._connections.last
 
     def registration(self) -> pb.AgentRegistration:
-        """What RegisterAgent tells the server on each connection."""
+        """What RegisterAgent tells the server on a new connection; each call numbers a new one."""
         reg = pb.AgentRegistration(
             agent_id=self.agent_id,
             hostname=self.hostname,
@@ -90,6 +105,7 @@ class Presence:
             platform=platform.platform(),
             interval_seconds=self._pace.interval,
             last_sequence=self._pace.sequence,
+            connection=self._connections.next(),
         )
         reg.started_at.FromSeconds(int(self.started_at))
         reg.labels.update(self.labels)

@@ -32,6 +32,11 @@ def channel_options(cfg: ConnectionSection) -> list[tuple[str, int]]:
     return client_keepalive_options(cfg.keepalive_seconds, cfg.keepalive_timeout_seconds)
 
 
+def stream_metadata(agent_id: str, connection: int) -> tuple[tuple[str, str], ...]:
+    """The stream's call metadata: the agent id and the connection number it registered (0: none)."""
+    return (("agent-id", agent_id), ("agent-connection", str(connection)))
+
+
 class CommandSink(Protocol):
     """What to do with a command from the server (the command runner)."""
 
@@ -105,8 +110,9 @@ class Link:
                 channel = grpc.aio.secure_channel(address, creds.channel, options=options, compression=compression)
             async with channel:
                 stub = pb_grpc.MonitoringServiceStub(channel)
+                registration = self._presence.registration()
                 ack = await stub.RegisterAgent(
-                    self._presence.registration(),
+                    registration,
                     timeout=self._cfg.connect_timeout_seconds,
                     wait_for_ready=True,
                     metadata=creds.metadata,
@@ -115,8 +121,15 @@ class Link:
                     raise LinkFailed(f"registration refused: {ack.message}")
                 self.server_id = ack.server_id
                 log.info("✓ Agent registered: %s", ack.message)
-                log.info("Using bidirectional streaming (server %s at %s)", ack.server_id or "?", address)
-                call = stub.StreamCommunication(metadata=(("agent-id", self._agent_id), *creds.metadata))
+                log.info(
+                    "Using bidirectional streaming (server %s at %s, connection %d)",
+                    ack.server_id or "?",
+                    address,
+                    registration.connection,
+                )
+                call = stub.StreamCommunication(
+                    metadata=(*stream_metadata(self._agent_id, registration.connection), *creds.metadata)
+                )
                 self._outbound.start_stream()
                 self.connected_since = time.monotonic()
                 self.connected.set()

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import platform
+from pathlib import Path
 from types import MappingProxyType
 
 from monitor_agentd import __version__
 from monitor_agentd.outbound import Outbound
 from monitor_agentd.presence import CAPABILITIES, Presence
 from monitor_agentd.spool import Spool
+from monitor_agentd.state import ConnectionNumbers
 from monitoring.v1 import monitoring_pb2 as pb
 
 
@@ -39,6 +41,18 @@ def test_registration_describes_this_process() -> None:
     assert reg.started_at.seconds == int(presence.started_at) and len(reg.instance_id) == 32
     other = Presence("a1", Pace(), Spool(1), Running())
     assert other.instance_id != presence.instance_id and other.hostname
+
+
+def test_every_registration_numbers_a_new_connection(tmp_path: Path) -> None:
+    numbers = ConnectionNumbers(tmp_path / "connection", clock=lambda: 1.0)
+    presence = Presence("a1", Pace(), Spool(1), Running(), connections=numbers)
+    assert presence.connection == 0
+    assert [presence.registration().connection for _ in range(3)] == [1000, 1001, 1002]
+    assert presence.connection == 1002 and (tmp_path / "connection").read_text() == "1002\n"
+    # Without the state directory's numbers they still increase (by the clock, then by one).
+    default = Presence("a1", Pace(), Spool(1), Running())
+    first, second = default.registration().connection, default.registration().connection
+    assert 0 < first < second
 
 
 def test_heartbeat_carries_the_live_figures() -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from monitor_agentd.errors import StateDirError
-from monitor_agentd.state import StateDir
+from monitor_agentd.state import ConnectionNumbers, StateDir
 
 
 def test_lock_excludes_a_second_holder_until_released(tmp_path: Path) -> None:
@@ -31,3 +31,45 @@ def test_unusable_directory_is_a_state_dir_error(tmp_path: Path) -> None:
     blocker.write_text("")
     with pytest.raises(StateDirError, match="cannot use state directory"):
         StateDir(str(blocker / "state")).acquire()
+
+
+class Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_connection_numbers_increase_and_continue_after_a_restart(tmp_path: Path) -> None:
+    state = StateDir(str(tmp_path / "state"))
+    state.acquire()
+    clock = Clock(1000.0)  # wall clock 1,000,000 ms
+    numbers = ConnectionNumbers(state.connection_file, clock=clock)
+    assert numbers.last == 0
+    assert [numbers.next(), numbers.next(), numbers.next()] == [1_000_000, 1_000_001, 1_000_002]
+    assert state.connection_file.read_text() == "1000002\n"
+    clock.now = 10.0  # the clock jumped back: the kept number still wins
+    again = ConnectionNumbers(state.connection_file, clock=clock)
+    assert again.last == 1_000_002 and again.next() == 1_000_003
+    state.release()
+    assert StateDir(str(tmp_path / "state")).connections().last == 1_000_003
+
+
+def test_connection_numbers_without_a_file_follow_the_clock(tmp_path: Path) -> None:
+    clock = Clock(2000.0)
+    numbers = ConnectionNumbers(None, clock=clock)
+    assert numbers.next() == 2_000_000
+    clock.now = 2000.0005  # same millisecond
+    assert numbers.next() == 2_000_001
+    clock.now = 3000.0
+    assert numbers.next() == 3_000_000
+
+
+def test_an_unreadable_or_unwritable_number_file_is_not_fatal(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "connection"
+    path.write_text("garbage")
+    numbers = ConnectionNumbers(path, clock=Clock(5.0))
+    assert numbers.last == 0 and "Ignoring the unreadable last connection number" in caplog.text
+    missing = ConnectionNumbers(tmp_path / "gone" / "connection", clock=Clock(5.0))
+    assert missing.next() == 5000 and "Cannot keep connection number 5000" in caplog.text

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import pytest
 
@@ -11,7 +12,7 @@ from monitor_agentd.config import AgentTlsSection, ConnectionSection
 from monitor_agentd.errors import LinkFailed
 from monitor_agentd.outbound import Outbound
 from monitor_agentd.spool import Spool
-from monitor_agentd.stream import Link, channel_options
+from monitor_agentd.stream import Link, channel_options, stream_metadata
 from monitoring.v1 import monitoring_pb2 as pb
 from monitoring_common.transport import client_keepalive_options
 from monitoring_testsupport.fakes.agent import FakeMonitord, unused_address
@@ -33,8 +34,12 @@ class Commands:
 
 
 class Presence:
+    def __init__(self) -> None:
+        self.connection = 0
+
     def registration(self) -> pb.AgentRegistration:
-        return pb.AgentRegistration(agent_id="a1", hostname="h")
+        self.connection += 1
+        return pb.AgentRegistration(agent_id="a1", hostname="h", connection=self.connection)
 
     def heartbeat(self, state: pb.AgentState.ValueType) -> pb.AgentHeartbeat:
         return pb.AgentHeartbeat(agent_id="a1", state=state)
@@ -82,6 +87,47 @@ def test_streams_the_spool_then_says_goodbye_once_everything_is_acked() -> None:
             assert len(link.attempts) == 1
 
     run(scenario)
+
+
+class RecordingMonitord(FakeMonitord):
+    """The fake server, also keeping each stream's call metadata."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stream_metadata: list[dict[str, str]] = []
+
+    async def StreamCommunication(  # noqa: N802
+        self, request_iterator: AsyncIterator[pb.AgentMessage], context: Any
+    ) -> AsyncIterator[pb.ServerMessage]:
+        self.stream_metadata.append(dict(context.invocation_metadata()))
+        async for message in super().StreamCommunication(request_iterator, context):
+            yield message
+
+
+def test_each_stream_names_the_connection_it_registered() -> None:
+    async def scenario() -> None:
+        async with RecordingMonitord() as server:
+            link, outbound, _ = make(records=1)
+            task = asyncio.create_task(link.run(server.address))
+            await server.until(lambda: server.metrics() == [1])
+            server.end_stream()
+            with pytest.raises(LinkFailed):
+                await task
+            task = asyncio.create_task(link.run(server.address))
+            await server.until(lambda: server.streams == 2)
+            outbound.finish()
+            await task
+            assert [r.connection for r in server.registrations] == [1, 2]
+            assert [(m["agent-id"], m["agent-connection"]) for m in server.stream_metadata] == [
+                ("a1", "1"),
+                ("a1", "2"),
+            ]
+
+    run(scenario)
+
+
+def test_stream_metadata() -> None:
+    assert stream_metadata("a1", 7) == (("agent-id", "a1"), ("agent-connection", "7"))
 
 
 def test_refused_registration_fails_the_link() -> None:
