@@ -106,7 +106,8 @@ class RecordingMonitord(FakeMonitord):
 
 def test_each_stream_names_the_connection_it_registered() -> None:
     async def scenario() -> None:
-        async with RecordingMonitord() as server:
+        server = RecordingMonitord()
+        async with server:
             link, outbound, _ = make(records=1)
             task = asyncio.create_task(link.run(server.address))
             await server.until(lambda: server.metrics() == [1])
