@@ -115,9 +115,12 @@ class CommandJournal:
         for command_id in migrated:
             self._seen.add(command_id)
         try:
-            data = self.path.read_bytes()
-        except FileNotFoundError:
-            data = b""
+            data = self.path.read_bytes() if self.path.exists() else b""
+        except OSError as exc:
+            # Never overwrite what could not be read: this run keeps its journal in memory only.
+            log.error("Command journal: cannot read %s: %s (kept in memory only until a restart)", self.path, exc)
+            self.path = None
+            return
         end = 0
         for start, payload in read_frames(data):
             end = start + len(payload)
@@ -126,13 +129,15 @@ class CommandJournal:
             except (ValueError, struct.error, DecodeError) as exc:
                 self.skipped += 1
                 log.warning("Command journal: skipped a corrupt entry at byte %d of %s (%s)", start, self.path, exc)
-        self.repaired_bytes = cut_tail(self.path, end, len(data), f"Command journal {self.path}") if data else 0
+        try:
+            self.repaired_bytes = cut_tail(self.path, end, len(data), f"Command journal {self.path}")
+        except OSError as exc:
+            log.error("Command journal: cannot repair %s: %s", self.path, exc)
         self._size = end
         dropped = self._enforce_bounds()
         self._interrupted = [e for e in self._entries.values() if e.running]
-        if migrated or dropped or self._size >= self._compact_at:
-            self._compact()
-        if migrated and legacy is not None:
+        compacted = bool(migrated or dropped or self._size >= self._compact_at) and self._compact()
+        if migrated and compacted and legacy is not None:  # its ids are in the journal now
             legacy.unlink(missing_ok=True)
             log.info("Command journal: took over %d command ids from %s", len(migrated), legacy)
         if self._unacked:
@@ -235,7 +240,7 @@ class CommandJournal:
         if self._size >= self._compact_at:
             self._compact()
 
-    def _compact(self) -> None:
+    def _compact(self) -> bool:
         """Rewrite the file with only what is kept (atomic replace), so it does not grow forever."""
         assert self.path is not None
         frames = [frame(_ENTRY.pack(SEEN, 0.0) + i.encode()) for i in self._seen if i not in self._entries]
@@ -259,10 +264,11 @@ class CommandJournal:
         except OSError as exc:
             log.warning("Command journal: cannot compact %s: %s", self.path, exc)
             self._compact_at = self._size + COMPACT_MIN_BYTES  # try again later, not on every write
-            return
+            return False
         self.close()  # the next append opens the new file
         self._size = len(data)
         self._compact_at = max(2 * len(data), len(data) + COMPACT_MIN_BYTES)
+        return True
 
     def close(self) -> None:
         """Close the file (idempotent); everything written is on disk for the next start."""

@@ -162,6 +162,12 @@ def test_unwritable_journal_is_logged_not_fatal(tmp_path: Path, caplog: pytest.L
     assert "Command journal: cannot write to" in caplog.text
 
 
+def test_unreadable_journal_is_logged_and_the_agent_starts(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    (tmp_path / "journal").mkdir()  # not a file
+    journal = opened(tmp_path / "journal")
+    assert "Command journal: cannot read" in caplog.text and journal.unacknowledged() == []
+
+
 def test_memory_only_without_a_path() -> None:
     journal = CommandJournal(None)
     journal.load()
