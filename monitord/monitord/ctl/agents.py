@@ -1,8 +1,11 @@
 """``monitorctl agents``: who is connected, according to the compacted agent-status topic.
 
 monitord publishes an AgentStatus (key = agent id) when an agent connects, disconnects or goes
-stale. Reading the topic from the beginning to its current end and keeping the last record per
-key gives the present state of the fleet; a tombstone (null value) means the agent was forgotten.
+stale. Reading the topic from the beginning to its current end and keeping, per key, the record
+that wins by :mod:`monitord.presence_order` (the higher connection number; for the same connection
+its end; without numbers the later record) gives the present state of the fleet, also when a
+server published an agent's old disconnect late; a tombstone (null value) means the agent was
+forgotten.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from monitord import records
 from monitord.ctl.kafka_io import read_to_end
 from monitord.ctl.output import Output
 from monitord.kafka_clients import ConsumerLike, KafkaClients
+from monitord.presence_order import keep_latest
 from monitoring.v1 import monitoring_pb2 as pb
 from monitoring_common.exits import EX_OK
 
@@ -28,7 +32,7 @@ CURRENT_STATES = frozenset({pb.CONNECTED, pb.STALE})
 def read_presence(
     consumer: ConsumerLike, topic: str, timeout: float, clock: Callable[[], float]
 ) -> dict[str, pb.AgentStatus]:
-    """The newest AgentStatus per agent id in ``topic`` (up to its end as of now)."""
+    """The present AgentStatus per agent id in ``topic`` (up to its end as of now), by the ordering rule."""
     latest: dict[str, pb.AgentStatus] = {}
     for msg in read_to_end(consumer, topic, timeout, clock):
         key, value = msg.key(), msg.value()
@@ -44,7 +48,9 @@ def read_presence(
             )
             continue
         if isinstance(record.message, pb.AgentStatus):
-            latest[record.agent_id] = record.message
+            status = record.message
+            status.agent_id = record.agent_id  # the key names the agent, also for a record that does not
+            keep_latest(latest, status)
     return latest
 
 

@@ -8,6 +8,8 @@ Exit statuses:
 ====  ============================================================================
 0     success; ``send --wait``: the command SUCCEEDED
 1     ``send --wait``: FAILED (the command exited non-zero)
+3     ``send --wait``: the agent disconnected after DELIVERED, before the final response
+      (outcome not known yet; the agent writes it when it reconnects, FAILED if it restarted)
 124   ``send --wait``: TIMED_OUT (killed by the agent at its timeout)
 126   ``send --wait``: REJECTED by the agent (not allowed, bad arguments, busy)
 75    ``send --wait``: EXPIRED (not delivered before its TTL)
@@ -56,6 +58,8 @@ EXIT_TABLE = """\
 exit status:
   0    success (send --wait: the command SUCCEEDED)
   1    send --wait: FAILED, the command exited non-zero
+  3    send --wait: the agent disconnected after DELIVERED, before the final
+       response (written when it reconnects; FAILED if it restarted)
   124  send --wait: TIMED_OUT, killed by the agent at its timeout
   126  send --wait: REJECTED by the agent (not allowed, bad arguments, busy)
   75   send --wait: EXPIRED, not delivered before its --ttl
@@ -146,7 +150,11 @@ def parser() -> argparse.ArgumentParser:
         "--timeout", type=_seconds, default=0, metavar="SECONDS", help="execution timeout (0: agent default)"
     )
     send.add_argument("--ttl", type=_seconds, default=0, metavar="SECONDS", help="expire if not delivered within")
-    send.add_argument("--wait", action="store_true", help="wait for the final response; exit with its status")
+    send.add_argument(
+        "--wait",
+        action="store_true",
+        help="wait for the final response; exit with its status (3: the agent disconnected first)",
+    )
     send.add_argument(
         "--wait-timeout", type=_positive_float, default=60.0, metavar="SECONDS", help="with --wait (default 60)"
     )

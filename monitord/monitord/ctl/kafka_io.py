@@ -9,7 +9,7 @@ cannot miss a response that arrives quickly.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Literal
 
 from confluent_kafka import OFFSET_BEGINNING, KafkaException, TopicPartition
@@ -67,6 +67,17 @@ def assign(consumer: ConsumerLike, topic: str, timeout: float, start: Literal["b
         ]
     )
     return {partition: high for partition, (_low, high) in marks.items()}
+
+
+def assign_at_end(consumer: ConsumerLike, topics: Sequence[str], timeout: float) -> None:
+    """Assign every partition of each of ``topics`` at its current end (high watermark read now)."""
+    consumer.assign(
+        [
+            TopicPartition(topic, partition, high)
+            for topic in topics
+            for partition, (_low, high) in watermarks(consumer, topic, timeout).items()
+        ]
+    )
 
 
 def poll_batch(consumer: ConsumerLike, timeout: float) -> list[MessageLike]:

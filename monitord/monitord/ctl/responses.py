@@ -11,6 +11,10 @@ REJECTED    126  the agent refused it: not allowed, bad arguments, busy
 EXPIRED      75  not delivered before its deadline (--ttl); retrying may work
 INVALID      65  malformed command (e.g. empty name), refused by monitord
 =========  ====  =============================================================
+
+When the agent that took the command (DELIVERED) disconnects before its final response, ``--wait``
+stops with 3 (:data:`EXIT_DISCONNECTED`): the outcome is not known yet -- like a monitoring
+plugin's UNKNOWN. The agent writes the final status when it reconnects (FAILED if it restarted).
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ EXIT_TIMED_OUT = 124
 EXIT_REJECTED = 126
 EXIT_EXPIRED = 75
 EXIT_INVALID = 65
+#: ``send --wait``: the agent disconnected after DELIVERED, before a final response.
+EXIT_DISCONNECTED = 3
 
 #: Exit status per final status; a status not listed here is not final.
 EXIT_BY_STATUS: dict[pb.CommandStatus.ValueType, int] = {

@@ -98,3 +98,24 @@ def test_age_is_never_negative() -> None:
 )
 def test_format_age(seconds: float, text: str) -> None:
     assert format_age(seconds) == text
+
+
+def test_a_late_disconnect_of_an_older_connection_does_not_win() -> None:
+    kafka = FakeKafka()
+    topic = "agent-status"
+
+    def numbered(state: pb.AgentPresence.ValueType, connection: int, server: str, at: float) -> pb.AgentStatus:
+        message = status("web-1", state, at, server_id=server)
+        message.connection = connection
+        return message
+
+    kafka.add(topic, numbered(pb.CONNECTED, 5, "a", NOW - 100), "web-1")
+    kafka.add(topic, numbered(pb.CONNECTED, 6, "b", NOW - 20), "web-1")  # the agent moved to b
+    kafka.add(topic, numbered(pb.DISCONNECTED, 5, "a", NOW - 10), "web-1")  # a noticed late
+    o, out, _ = output()
+    assert cli.run(cli.parse_args(["agents"]), kafka.clients(), o, clock=kafka.clock, wall=lambda: NOW) == 0
+    assert out.getvalue().splitlines()[1].split() == ["web-1", "CONNECTED", "b", "-", "-", "20s", "ago"]
+    # Without numbers (older servers) the log order still decides.
+    kafka.add(topic, status("web-1", pb.DISCONNECTED, NOW - 5, server_id="a"), "web-1")
+    latest = read_presence(FakeConsumer(kafka), topic, 10, kafka.clock)
+    assert latest["web-1"].state == pb.DISCONNECTED

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from confluent_kafka import TopicPartition
 
-from monitord.ctl.kafka_io import read_to_end
+from monitord.ctl.kafka_io import assign_at_end, read_to_end
 from monitord.errors import KafkaUnavailable
 from monitoring_testsupport.fakes.ctl import FakeConsumer, FakeKafka
 
@@ -29,3 +29,21 @@ def test_read_to_end_handles_compaction_gaps_and_is_bounded() -> None:
 
     with pytest.raises(KafkaUnavailable, match="within 3s"):
         list(read_to_end(Short(kafka), "agent-status", 3, kafka.clock))
+
+
+def test_assign_at_end_positions_every_topic_at_its_high_watermark() -> None:
+    kafka = FakeKafka(partitions=2)
+    kafka.append("command-responses", b"a", b"{}")
+    kafka.append("agent-status", b"a", b"{}")
+    kafka.append("agent-status", b"a", b"{}")
+    consumer = FakeConsumer(kafka)
+    assign_at_end(consumer, ("command-responses", "agent-status"), 10)
+    partition = next(p for p, log in enumerate(kafka.logs["agent-status"]) if log)
+    assert consumer.positions[("agent-status", partition)] == 2
+    assert sorted(consumer.positions) == [
+        ("agent-status", 0),
+        ("agent-status", 1),
+        ("command-responses", 0),
+        ("command-responses", 1),
+    ]
+    assert consumer.consume(10, 0) == []

@@ -157,3 +157,74 @@ def test_kafka_refusing_the_command_is_69() -> None:
     assert cli.run(args, kafka.clients(), o, clock=kafka.clock, wall=lambda: NOW, new_id=lambda: "id") == 69
     assert "Kafka unavailable" in err.getvalue() and "Message timed out" in err.getvalue()
     assert kafka.produced == []
+
+
+def presence(state: pb.AgentPresence.ValueType, connection: int, server: str = "m1") -> pb.AgentStatus:
+    return pb.AgentStatus(agent_id="web-1", state=state, connection=connection, server_id=server)
+
+
+def test_wait_ends_when_the_agent_holding_the_command_disconnects() -> None:
+    kafka = FakeKafka()
+    kafka.add("agent-status", presence(pb.DISCONNECTED, 9), "web-1")  # before the command: not read
+
+    def agent_dies(msg: FakeMessage) -> None:
+        if msg.topic() != "commands":
+            return
+        kafka.add("agent-status", presence(pb.DISCONNECTED, 5, "m0"), "web-1")  # an older stream, late
+        kafka.add(
+            "command-responses",
+            pb.CommandResponseMessage(command_id="c0ffee", status=pb.DELIVERED, agent_id="web-1", connection=6),
+            "web-1",
+        )
+        kafka.add("agent-status", presence(pb.DISCONNECTED, 6), "web-1")
+
+    kafka.on_produce.append(agent_dies)
+    request = SendRequest(agent_id="web-1", command="sleep", requested_by="x", wait=True, wait_timeout=30)
+    code, out, err = send(kafka, request)
+    assert code == 3
+    assert out == "c0ffee\nDELIVERED to web-1\n"
+    assert err == (
+        "monitorctl: agent 'web-1' disconnected while running command c0ffee (DELIVERED at 2027-01-15T08:00:00Z); "
+        "its final status will be written when it reconnects (FAILED if it restarted)\n"
+    )
+    assert kafka.clock.now < 30  # not after the --wait-timeout
+
+
+def test_wait_disconnect_in_json_mode() -> None:
+    kafka = FakeKafka()
+
+    def agent_dies(msg: FakeMessage) -> None:
+        if msg.topic() == "commands":
+            kafka.add("agent-status", presence(pb.STALE, 6), "web-1")
+            kafka.add(
+                "command-responses",
+                pb.CommandResponseMessage(command_id="c0ffee", status=pb.DELIVERED, agent_id="web-1", connection=6),
+                "web-1",
+            )
+
+    kafka.on_produce.append(agent_dies)
+    request = SendRequest(agent_id="web-1", command="sleep", requested_by="x", wait=True)
+    code, out, err = send(kafka, request, json_mode=True)
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert code == 3
+    assert [(x["type"], x["record"].get("status") or x["record"].get("state")) for x in lines] == [
+        ("command", None),
+        ("response", "DELIVERED"),
+        ("presence", "STALE"),
+    ]
+    assert "disconnected while running command c0ffee" in err
+
+
+def test_wait_a_final_response_before_the_disconnect_decides() -> None:
+    kafka = FakeKafka()
+
+    def answered_then_gone(msg: FakeMessage) -> None:
+        if msg.topic() == "commands":
+            for status in (pb.DELIVERED, pb.SUCCEEDED):
+                response = pb.CommandResponseMessage(command_id="c0ffee", status=status, agent_id="web-1", connection=6)
+                kafka.add("command-responses", response, "web-1")
+            kafka.add("agent-status", presence(pb.DISCONNECTED, 6), "web-1")
+
+    kafka.on_produce.append(answered_then_gone)
+    code, _, err = send(kafka, SendRequest(agent_id="web-1", command="ping", requested_by="x", wait=True))
+    assert code == 0 and err == ""
