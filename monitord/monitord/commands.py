@@ -110,7 +110,11 @@ class CommandRouter:
             self._owe_invalid(key, value, headers, str(exc), partition)
             return
         command_id = command.command_id
-        if self.ledger.outcome(command_id) is not None or self.ledger.owes(command_id):
+        known = self.ledger.outcome(command_id)
+        if known is not None or self.ledger.owes(command_id):
+            if self.live:
+                seen = pb.CommandStatus.Name(known) if known is not None else "answer owed"
+                log.info("Command %s read again (already %s): not delivered again", command_id, seen)
             return
         deadline = deadline_of(command, self._cfg, written)
         if deadline <= self._clock():
