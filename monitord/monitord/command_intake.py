@@ -100,8 +100,9 @@ class CommandIntake:
 
     # -- consumer thread ---------------------------------------------------------------------------
 
-    def _partitions(self, consumer: Any, topic: str) -> list[int]:
-        """The partitions of ``topic``, waiting (bounded per try, until stopped) for Kafka and the topic."""
+    def _partitions(self, consumer: Any, topic: str, *, wait: bool = True) -> list[int]:
+        """The partitions of ``topic``, waiting (bounded per try, until stopped) for Kafka and the
+        topic, or (``wait`` false) asking once."""
         warned = False
         while not self._stop.is_set():
             try:
@@ -111,6 +112,9 @@ class CommandIntake:
                 problem = str(found.error) if found is not None else "unknown topic"
             except confluent_kafka.KafkaException as exc:
                 problem = str(exc)
+            if not wait:
+                log.warning("Commands consumer: not reading topic %s (%s)", topic, problem)
+                return []
             if not warned:
                 log.warning("Commands consumer: waiting for topic %s (%s)", topic, problem)
                 warned = True
@@ -131,7 +135,7 @@ class CommandIntake:
                 if tp.offset < end:
                     targets[(topic, tp.partition)] = end
                 assignment.append(tp)
-        for p in self._partitions(consumer, topics.agent_status):
+        for p in self._partitions(consumer, topics.agent_status, wait=False) if self._on_presence else []:
             assignment.append(confluent_kafka.TopicPartition(topics.agent_status, p, confluent_kafka.OFFSET_END))
         return assignment, targets
 
