@@ -71,6 +71,7 @@ def metrics(recs: Sequence[Rec], targets: dict[str, int]) -> Figure:
 
 def order(recs: Sequence[Rec], agent_ids: Iterable[str]) -> Figure:
     dup = reordered = 0
+    examples: list[str] = []
     for agent_id in agent_ids:
         seen: set[int] = set()
         top = 0
@@ -79,9 +80,13 @@ def order(recs: Sequence[Rec], agent_ids: Iterable[str]) -> Figure:
                 dup += 1
                 continue
             seen.add(seq)
-            reordered += seq < top
+            if seq < top:
+                reordered += 1
+                if len(examples) < 5:
+                    examples.append(f"{agent_id}: #{seq} after #{top}")
             top = max(top, seq)
-    return Figure("order", f"{dup} dup / {reordered} reordered", reordered == 0, {"dup": dup, "reordered": reordered})
+    values = {"dup": dup, "reordered": reordered, "examples": examples}
+    return Figure("order", f"{dup} dup / {reordered} reordered", reordered == 0, values)
 
 
 def commands(recs: Sequence[Rec], sent: Sequence[Sent]) -> Figure:

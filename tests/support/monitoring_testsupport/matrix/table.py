@@ -35,6 +35,8 @@ def render(results: Sequence[CellResult], title: str = "fault matrix") -> str:
         for figure in r.figures:
             if not figure.ok and figure.invariant == "commands":
                 out.append(f"  {r.label}: missing {', '.join(figure.values.get('missing', [])[:6]) or '-'}")
+            if not figure.ok and figure.invariant == "order":
+                out.append(f"  {r.label}: reordered {', '.join(figure.values.get('examples', [])[:3])}")
     return "\n".join(out)
 
 
