@@ -107,7 +107,13 @@ class Agent:
         )
         self.commands.finish_interrupted()
         self.presence = Presence(
-            self.agent_id, self.schedule, self.spool, self.commands, labels=cfg.agent.labels, hostname=hostname
+            self.agent_id,
+            self.schedule,
+            self.spool,
+            self.commands,
+            labels=cfg.agent.labels,
+            hostname=hostname,
+            connections=self.state.connections(),
         )
         self.link = Link(
             cfg.connection, self.agent_id, self.outbound, self.commands, self.presence, connected=connected

@@ -19,6 +19,7 @@ from monitord.errors import AuthConfigError, StartupError
 from monitord.health import HealthReporter
 from monitord.kafka_bridge import KafkaProducerBridge
 from monitord.kafka_clients import CommandsConsumerFactory, ProducerFactory
+from monitord.presence_guard import PresenceGuard
 from monitord.publishers import PresencePublisher, ResponsePublisher
 from monitord.reload import effective_config
 from monitord.service import MonitoringService
@@ -63,7 +64,8 @@ class Monitord:
         self.router = CommandRouter(
             cfg.commands, self.sessions, ResponsePublisher(self.bridge, cfg.kafka, server_id), server_id
         )
-        self.intake = CommandIntake(cfg, self.router, consumer_factory)
+        guard = PresenceGuard(self.sessions, self.presence)  # a late DISCONNECTED elsewhere never wins
+        self.intake = CommandIntake(cfg, self.router, consumer_factory, on_presence=guard.on_status)
         # The tokens file is read in start(): until then no call is served.
         self.auth = Authenticator(cfg.server, {})
         self.service = MonitoringService(cfg, self.bridge, self.sessions, self.stats, self.router, self.auth)

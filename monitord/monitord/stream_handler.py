@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from monitord import records
+from monitord.command_records import FINAL_STATUSES
 from monitord.commands import CommandRouter
 from monitord.config import MonitordConfig
 from monitord.errors import DeliveryError
@@ -37,6 +38,7 @@ class _Pending:
     command_id: str = ""
     command_status: pb.CommandStatus.ValueType = pb.COMMAND_STATUS_UNSPECIFIED
     reject: str = ""  # set: answer with this negative ack without waiting for Kafka
+    settled: bool = False  # a positive ack, nothing written (Kafka has that final status already)
 
 
 class AgentStream:
@@ -139,6 +141,8 @@ class AgentStream:
         response.reported_by = response.reported_by or "agent"
         # Which connection carried it: `monitorctl send --wait` matches presence records against it.
         response.connection = self._session.connection
+        if await self._settled_before(response):
+            return
         self._stats.note_response(pb.CommandStatus.Name(response.status))
         self._router.on_response(response)
         value, headers = self._encoder.encode(response)
@@ -150,6 +154,27 @@ class AgentStream:
             command_id=response.command_id,
             command_status=response.status,
         )
+
+    async def _settled_before(self, response: pb.CommandResponseMessage) -> bool:
+        """Every command ends in exactly one final status: a final response for a command Kafka
+        already has one for (a resend whose ack was lost, or too late after an EXPIRED) is
+        acknowledged, not written."""
+        known = self._router.final_status(response.command_id)
+        if known is None or response.status not in FINAL_STATUSES:
+            return False
+        if known != response.status:
+            log.warning(
+                "✗ Agent '%s' reports command %s %s, but it already ended %s: not written (one final status)",
+                self._session.agent_id,
+                response.command_id,
+                pb.CommandStatus.Name(response.status),
+                pb.CommandStatus.Name(known),
+            )
+        future = asyncio.get_running_loop().create_future()
+        future.set_result(None)
+        await self._budget.acquire()
+        self._put(_Pending(pb.ACK_KIND_COMMAND_RESPONSE, future, 0, response.command_id, response.status, settled=True))
+        return True
 
     def _handle_heartbeat(self, hb: pb.AgentHeartbeat) -> None:
         agent_id = self._session.agent_id
@@ -243,6 +268,8 @@ class AgentStream:
                 if item.reject:
                     ack.success, ack.retriable, ack.message = False, False, item.reject
                     self._stats.rejected += 1
+                elif item.settled:
+                    ack.success, ack.message = True, "already stored in Kafka"
                 else:
                     try:
                         await item.future

@@ -58,6 +58,7 @@ class Rig:
     stats: ServerStats
     sessions: SessionRegistry
     sink: RecordingPublisher
+    router: CommandRouter
     task: asyncio.Task[None]
 
     def acks(self) -> list[pb.Ack]:
@@ -86,7 +87,7 @@ async def stream(cfg: MonitordConfig | None = None, *, auto: bool = False) -> As
 
     task = asyncio.create_task(serve())
     try:
-        yield Rig(inbox, ctx, factory, stats, sessions, sink, task)
+        yield Rig(inbox, ctx, factory, stats, sessions, sink, router, task)
     finally:
         if not task.done():
             inbox.close()
@@ -204,6 +205,30 @@ def test_command_responses_are_forwarded_and_heartbeats_noted() -> None:
             assert rig.stats.responses_by_status == {"SUCCEEDED": 1} and rig.stats.heartbeats == 2
             assert rig.stats.agent_drops == {"web-1": 3}
         assert [s.reason for s in rig.sink.presence()] == ["", "goodbye"]  # STOPPING made it a goodbye
+
+    asyncio.run(scenario())
+
+
+def test_a_final_status_kafka_already_has_is_acknowledged_not_written_again() -> None:
+    async def scenario() -> None:
+        async with stream(auto=True) as rig:
+            for command_id, status in (("resent", pb.SUCCEEDED), ("expired", pb.EXPIRED)):
+                known = pb.CommandResponseMessage(command_id=command_id, agent_id="web-1", status=status)
+                rig.router.on_response(known, from_kafka=True)
+            rig.inbox.send(
+                *(
+                    pb.AgentMessage(command_response=pb.CommandResponseMessage(command_id=c, status=s))
+                    for c, s in (("resent", pb.SUCCEEDED), ("expired", pb.SUCCEEDED), ("new", pb.FAILED))
+                )
+            )
+            rig.inbox.close()
+            await asyncio.wait_for(rig.task, WAIT)
+            assert [(a.command_id, a.success, a.message) for a in rig.acks()] == [
+                ("resent", True, "already stored in Kafka"),
+                ("expired", True, "already stored in Kafka"),  # too late: the command ended EXPIRED
+                ("new", True, "stored in Kafka"),
+            ]
+            assert [r.command_id for r in rig.factory.producer.on("command-responses")] == ["new"]  # type: ignore[attr-defined]
 
     asyncio.run(scenario())
 
