@@ -20,8 +20,6 @@ from monitoring.v1 import monitoring_pb2 as pb
 
 log = logging.getLogger(__name__)
 
-#: An owed answer written but not read back from Kafka this long after is written again.
-REWRITE_AFTER_SECONDS = 60.0
 #: Outcomes remembered at most (the oldest are forgotten first).
 MAX_OUTCOMES = 1_000_000
 
@@ -96,16 +94,21 @@ class CommandLedger:
             )
 
     def due(self, owned: Container[int]) -> list[Owed]:
-        """Owed answers of partitions in ``owned`` to write now (again, if not read back in time)."""
+        """Owed answers of partitions in ``owned`` to write now: due, and not written yet (or the
+        write failed, :meth:`unwritten`). Each stays owed until it is read back from Kafka."""
         now = self._clock()
         ready = []
         for owed in self._owed.values():
-            if owed.partition not in owned or owed.due > now:
-                continue
-            if owed.written_at is None or now - owed.written_at >= REWRITE_AFTER_SECONDS:
+            if owed.partition in owned and owed.due <= now and owed.written_at is None:
                 owed.written_at = now
                 ready.append(owed)
         return ready
+
+    def unwritten(self, command_id: str) -> None:
+        """Kafka refused the answer written for ``command_id``: write it again when next due."""
+        owed = self._owed.get(command_id)
+        if owed is not None:
+            owed.written_at = None
 
     def forget_old(self) -> None:
         """Drop outcomes older than the longest a command can live (nothing can refer to them)."""

@@ -283,4 +283,4 @@ class CommandRouter:
             reported_by=f"monitord:{self._server_id}",
         )
         response.finished_at.FromNanoseconds(int(self._clock() * 1e9))
-        self._responses.publish(response)
+        self._responses.publish(response, on_failure=lambda: self.ledger.unwritten(command.command_id))

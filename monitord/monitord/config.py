@@ -146,10 +146,12 @@ class KafkaSection:
         "protobuf", "Record value format: serialized protobuf, or proto3 JSON (readable with any Kafka tool)."
     )
     delivery_timeout_ms: int = setting(
-        30_000,
-        "How long the producer keeps retrying a record before it is reported failed and the "
-        "agent gets a negative ack (librdkafka message.timeout.ms).",
-        min=1000,
+        0,
+        "How long the producer keeps retrying a record before it is reported failed and the agent "
+        "gets a negative ack (librdkafka message.timeout.ms). 0: never -- a record waits however long "
+        "Kafka is away, which keeps every agent's records in order (the in-flight bounds push back "
+        "instead); a timeout lets a resent record land behind newer ones.",
+        min=0,
         max=3_600_000,
     )
     linger_ms: float = setting(5.0, "Producer batching delay (librdkafka linger.ms).", min=0, max=1000)

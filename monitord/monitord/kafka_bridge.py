@@ -63,6 +63,7 @@ class KafkaProducerBridge:
         self.delivered = 0
         self.failed = 0
         self.last_poll = time.monotonic()
+        self._flush_seconds = 0.0
         #: Produce-to-confirmation time of every record (filled on the poll thread, read by /metrics).
         self.delivery_latency = LatencyHistogram(DELIVERY_BUCKETS)
 
@@ -83,6 +84,7 @@ class KafkaProducerBridge:
         if self._closed:
             return 0
         self._closed = True
+        self._flush_seconds = timeout
         self._stop.set()
         if self._thread is not None:
             thread = self._thread
@@ -131,18 +133,37 @@ class KafkaProducerBridge:
             delay = min(delay * 2, 0.2)
         return fut
 
-    def publish_soon(self, topic: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]], what: str) -> None:
+    def publish_soon(
+        self,
+        topic: str,
+        key: bytes,
+        value: bytes,
+        headers: list[tuple[str, bytes]],
+        what: str,
+        on_failure: Callable[[], None] | None = None,
+    ) -> None:
         """Produce in the background (monitord's own records: presence, command answers); a
-        failure is logged, nobody waits for it. :meth:`drain` waits for these before closing."""
-        task = asyncio.get_running_loop().create_task(self._publish(topic, key, value, headers, what))
+        failure is logged (and reported to ``on_failure``), nobody waits for it. :meth:`drain`
+        waits for these before closing."""
+        task = asyncio.get_running_loop().create_task(self._publish(topic, key, value, headers, what, on_failure))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def _publish(self, topic: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]], what: str) -> None:
+    async def _publish(
+        self,
+        topic: str,
+        key: bytes,
+        value: bytes,
+        headers: list[tuple[str, bytes]],
+        what: str,
+        on_failure: Callable[[], None] | None,
+    ) -> None:
         try:
             await (await self.produce(topic, key, value, headers))
         except DeliveryError as exc:
             log.warning("Could not publish %s: %s", what, exc.reason)
+            if on_failure is not None:
+                on_failure()
 
     async def drain(self, timeout: float) -> None:
         """Wait (bounded) for background publishes."""
@@ -169,7 +190,7 @@ class KafkaProducerBridge:
             producer.poll(0.1)
             self.last_poll = time.monotonic()
             self._hand_over(loop)
-        producer.flush(self._cfg.delivery_timeout_ms / 1000)
+        producer.flush(self._flush_seconds)
         self._hand_over(loop)
 
     def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -220,6 +241,6 @@ class KafkaProducerBridge:
             if up:
                 log.info("✓ Kafka reachable again (%s)", detail)
             else:
-                log.warning("Kafka unavailable: %s — metrics get negative acks until it returns", detail)
+                log.warning("Kafka unavailable: %s — records wait for it, agents keep spooling", detail)
             if self._on_state_change is not None:
                 self._on_state_change(up, detail)

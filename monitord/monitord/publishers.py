@@ -11,6 +11,7 @@ background and a failed publish is logged.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Protocol
 
 from monitord import records
@@ -24,7 +25,13 @@ class BackgroundProducer(Protocol):
     """Where publishers hand records (:class:`monitord.kafka_bridge.KafkaProducerBridge`)."""
 
     def publish_soon(
-        self, topic: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]], what: str
+        self,
+        topic: str,
+        key: bytes,
+        value: bytes,
+        headers: list[tuple[str, bytes]],
+        what: str,
+        on_failure: Callable[[], None] | None = None,
     ) -> None: ...
 
 
@@ -86,10 +93,10 @@ class ResponsePublisher:
         self._kafka = kafka
         self._server_id = server_id
 
-    def publish(self, response: pb.CommandResponseMessage) -> None:
+    def publish(self, response: pb.CommandResponseMessage, on_failure: Callable[[], None] | None = None) -> None:
+        """Write ``response`` in the background; ``on_failure`` is called if Kafka refused it."""
         key, value, headers = records.encode(
             response, agent_id=response.agent_id, server_id=self._server_id, encoding=self._kafka.value_encoding
         )
-        self._bridge.publish_soon(
-            self._kafka.topics.command_responses, key, value, headers, f"response to command {response.command_id}"
-        )
+        what = f"response to command {response.command_id}"
+        self._bridge.publish_soon(self._kafka.topics.command_responses, key, value, headers, what, on_failure)

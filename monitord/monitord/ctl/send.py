@@ -85,7 +85,7 @@ def run_send(
         partitions_of(kafka_producer, topics.commands, clients.timeout)
         producer = CommandProducer(kafka_producer, topics.commands, source=SOURCE, encoding=request.encoding)
         producer.send(command)
-        producer.flush(clients.kafka.delivery_timeout_ms / 1000 + 5)
+        producer.flush((clients.kafka.delivery_timeout_ms or 30_000) / 1000 + 5)  # 0 (never) is bounded here
         if out.json_mode:
             out.record("command", command)
         else:

@@ -180,7 +180,7 @@ def start_monitord(
             "tls": {"mode": "plaintext"},
             "auth": {"require_identity": False},
         },
-        "kafka": {"bootstrap_servers": bootstrap, "delivery_timeout_ms": 10000, "linger_ms": 1},
+        "kafka": {"bootstrap_servers": bootstrap, "linger_ms": 1},
         "metrics": {"listen": f"127.0.0.1:{metrics_port}"},
     }
     for section, values in (extra or {}).items():

@@ -18,7 +18,7 @@ CASES = [
     ("server:\n  max_inflight_total: many\n", "server.max_inflight_total", 2, "expected an integer"),
     ("server:\n  log_each_record: 3\n", "server.log_each_record", 2, "expected a boolean"),
     ("kafka:\n  linger_ms: -1\n", "kafka.linger_ms", 2, "must be >= 0"),
-    ("kafka:\n  delivery_timeout_ms: 10\n", "kafka.delivery_timeout_ms", 2, "must be >= 1000"),
+    ("kafka:\n  queue_max_messages: 10\n", "kafka.queue_max_messages", 2, "must be >= 1000"),
     ("kafka:\n  compression: brotli\n", "kafka.compression", 2, "must be one of"),
     ("kafka:\n  topics: [a, b]\n", "kafka.topics", 2, "expected a mapping"),
     ("kafka:\n  topics:\n    metrics: ''\n", "kafka.topics.metrics", 3, "must not be empty"),

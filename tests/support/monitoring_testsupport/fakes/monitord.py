@@ -7,7 +7,7 @@ The Kafka fakes (:mod:`monitoring_testsupport.fakes.kafka`) and the bounded wait
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,9 +53,20 @@ class RecordingPublisher:
     """A :class:`monitord.publishers.BackgroundProducer` that keeps what it was given."""
 
     published: list[tuple[str, Message, str]] = field(default_factory=list)
+    #: ``on_failure`` callbacks of what was published (a test calls one to say Kafka refused it).
+    failures: list[Callable[[], None] | None] = field(default_factory=list)
 
-    def publish_soon(self, topic: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]], what: str) -> None:
+    def publish_soon(
+        self,
+        topic: str,
+        key: bytes,
+        value: bytes,
+        headers: list[tuple[str, bytes]],
+        what: str,
+        on_failure: Callable[[], None] | None = None,
+    ) -> None:
         self.published.append((topic, records.decode(key, value, headers).message, what))
+        self.failures.append(on_failure)
 
     def on(self, topic: str) -> list[Message]:
         return [m for t, m, _ in self.published if t == topic]

@@ -116,7 +116,7 @@ class Cell:
         self.rng = random.Random(settings.seed)
         self.notes: list[str] = []
         self.recovered_at: float | None = None
-        kafka = {"delivery_timeout_ms": 5000} if fault.private_kafka else {}
+        kafka: dict[str, Any] = {}
         host = "0.0.0.0" if ns else "127.0.0.1"
         self.servers = [Server(f"monitord-{'ab'[i]}", root, bootstrap, host, kafka) for i in range(fault.servers)]
         prefix = unique(f"mx-{fault.name}")
