@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 import signal
-import subprocess
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -25,6 +24,7 @@ from monitoring_testsupport import (
     start_monitord,
     unique,
 )
+from monitoring_testsupport.netns import Netns, netns
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -77,33 +77,14 @@ def test_kafka_stopped_for_60s_mid_run(private_kafka: KafkaBroker, tmp_path: Pat
 
 
 @pytest.fixture
-def netns() -> Iterator[tuple[str, str, str]]:
-    """A network namespace joined to the host by a veth pair: (namespace, host veth, host address)."""
-    tag = unique("mn")[-8:]
-    ns, host_if, peer_if = f"mon-{tag}", f"mh{tag}", f"ma{tag}"
-    subnet = 10 + int(tag, 16) % 200
-    host_ip, agent_ip = f"10.{subnet}.77.1", f"10.{subnet}.77.2"
-    steps = [
-        ["ip", "netns", "add", ns],
-        ["ip", "link", "add", host_if, "type", "veth", "peer", "name", peer_if],
-        ["ip", "link", "set", peer_if, "netns", ns],
-        ["ip", "addr", "add", f"{host_ip}/30", "dev", host_if],
-        ["ip", "link", "set", host_if, "up"],
-        ["ip", "-n", ns, "addr", "add", f"{agent_ip}/30", "dev", peer_if],
-        ["ip", "-n", ns, "link", "set", peer_if, "up"],
-        ["ip", "-n", ns, "link", "set", "lo", "up"],
-    ]
-    try:
-        for step in steps:
-            subprocess.run(step, check=True, capture_output=True, text=True)
-        yield ns, host_if, host_ip
-    finally:
-        subprocess.run(["ip", "link", "del", host_if], capture_output=True)
-        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+def cut_netns() -> Iterator[Netns]:
+    """A network namespace joined to the host by a veth pair (deleted afterwards)."""
+    with netns() as ns:
+        yield ns
 
 
-def test_network_cut_for_30s(kafka: KafkaBroker, tmp_path: Path, netns: tuple[str, str, str]) -> None:
-    ns, host_if, host_ip = netns
+def test_network_cut_for_30s(kafka: KafkaBroker, tmp_path: Path, cut_netns: Netns) -> None:
+    host_ip = cut_netns.host_ip
     port = free_port()
     start_monitord(tmp_path, kafka.bootstrap, extra={"server": {"listen": f"0.0.0.0:{port}"}})
     agent_id = unique("netcut")
@@ -123,15 +104,15 @@ def test_network_cut_for_30s(kafka: KafkaBroker, tmp_path: Path, netns: tuple[st
         iterations=120,
         interval=0.5,
         config=config,
-        wrap=["ip", "netns", "exec", ns],
+        wrap=cut_netns.wrap,
     )
     agent.wait_for(r"\[5\] Streamed metrics", timeout=60)
-    subprocess.run(["ip", "link", "set", host_if, "down"], check=True)
+    cut_netns.link(up=False)
     cut_at = time.monotonic()
     agent.wait_for(r"✗ Connection to .* failed", timeout=30)  # noticed by keepalive, while still cut
     noticed_after = time.monotonic() - cut_at
     time.sleep(max(0.0, 30 - (time.monotonic() - cut_at)))
-    subprocess.run(["ip", "link", "set", host_if, "up"], check=True)
+    cut_netns.link(up=True)
     assert agent.wait(150) == 0, agent.text()[-3000:]
     print(f"network cut: agent noticed after {noticed_after:.1f}s (keepalive 10 s + timeout 5 s)")
     found = read_records(kafka.bootstrap, "monitoring-data", [agent_id], expect=120)

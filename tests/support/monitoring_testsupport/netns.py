@@ -1,5 +1,6 @@
-"""A network namespace of the harness's own, joined to the host by a veth pair, so one agent's
-network can be cut (``ip link set <host end> down``) without touching anything else."""
+"""A network namespace of the test's own, joined to the host by a veth pair, so one agent's
+network can be cut (``ip link set <host end> down``) without touching anything else (the fault
+suite and the fault matrix)."""
 
 from __future__ import annotations
 
