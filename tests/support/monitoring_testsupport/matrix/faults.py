@@ -48,6 +48,22 @@ def _second_monitord_kill9(cell: Cell) -> None:
     cell.recovered(cell.servers[1])
 
 
+def _monitord_hung_agents_moved(cell: Cell) -> None:
+    hung, other = cell.servers
+    hung.proc.signal(signal.SIGSTOP)  # hung (a paused VM, a stuck host): it cannot see its streams end
+    try:
+        for agent in cell.agents:  # the agents restart meanwhile and take the other instance
+            agent.kill()
+            agent.servers = [other.address, hung.address]
+            agent.start()
+        for agent in cell.agents:
+            agent.wait_connected(30)
+    finally:
+        hung.proc.signal(signal.SIGCONT)  # ... and now publishes its late DISCONNECTEDs
+    hung.wait_log(rf"Agent '{cell.agents[0].agent_id}' disconnected", timeout=30)
+    cell.recovered(other)
+
+
 def _agent_kill9_idle(cell: Cell) -> None:
     victim = cell.agents[0]
     cell.trickle.paused.add(victim.agent_id)
@@ -111,6 +127,12 @@ FAULTS: dict[str, Fault] = {
         Fault("monitord-kill9", "monitord SIGKILL, restarted on the same port", _monitord_kill9),
         Fault("monitord-sigterm", "monitord SIGTERM, restarted on the same port", _monitord_sigterm),
         Fault("two-monitord-kill9", "two monitord, one SIGKILLed (not restarted)", _second_monitord_kill9, servers=2),
+        Fault(
+            "monitord-hung-moved",
+            "one of two monitord hung (SIGSTOP) while its agents restart onto the other, then resumed",
+            _monitord_hung_agents_moved,
+            servers=2,
+        ),
         Fault("agent-kill9-idle", "agent SIGKILL while idle, restarted (same state dir)", _agent_kill9_idle),
         Fault("agent-kill9-command", "agent SIGKILL during a slow command, restarted", _agent_kill9_mid_command),
         Fault("kafka-stopped", "Kafka broker stopped 30 s", _kafka_stopped, private_kafka=True),
