@@ -37,6 +37,12 @@ Row = tuple[str, int, int, float, bytes | None, bytes | None, records.Headers | 
 Partition = tuple[str, int]
 #: How long start-up waits for the replay (READY=1 comes after it, or after this).
 REPLAY_WAIT_SECONDS = 20.0
+#: How often the partition counts of the topics read are checked (partitions can be added).
+RECHECK_PARTITIONS_SECONDS = 30.0
+
+
+def _names(partitions: list[Any]) -> list[str]:
+    return [f"{tp.topic}[{tp.partition}]" for tp in partitions]
 
 
 def consumer_config(cfg: MonitordConfig) -> dict[str, Any]:
@@ -155,8 +161,11 @@ class CommandIntake:
                 len(targets),
                 self._cfg.commands.max_ttl_seconds,
             )
-            announced = False
+            announced, recheck = False, time.monotonic() + RECHECK_PARTITIONS_SECONDS
             while not self._stop.is_set():
+                if time.monotonic() >= recheck:  # partitions added while running are read too
+                    recheck = time.monotonic() + RECHECK_PARTITIONS_SECONDS
+                    assignment += self._grown(consumer, assignment)
                 # poll() returns as soon as one record is there (consume() would wait out its
                 # timeout for a full batch); then take whatever else is already fetched.
                 first = consumer.poll(0.1)
@@ -176,6 +185,23 @@ class CommandIntake:
             log.exception("Commands consumer failed")
         finally:
             consumer.close()
+
+    def _grown(self, consumer: Any, assignment: list[Any]) -> list[Any]:
+        """Partitions the topics read gained since they were assigned, now read from their start."""
+        known = {(tp.topic, tp.partition) for tp in assignment}
+        added = []
+        for topic in sorted({tp.topic for tp in assignment}):
+            try:
+                found = consumer.list_topics(topic, timeout=2).topics.get(topic)
+            except confluent_kafka.KafkaException:
+                continue  # Kafka away: ask again next time
+            for p in sorted(found.partitions if found is not None and found.error is None else ()):
+                if (topic, p) not in known:
+                    added.append(confluent_kafka.TopicPartition(topic, p, confluent_kafka.OFFSET_BEGINNING))
+        if added:
+            log.info("Commands consumer: new partitions %s, read from their start", ", ".join(_names(added)))
+            consumer.incremental_assign(added)
+        return added
 
     @staticmethod
     def _reached(consumer: Any, targets: dict[Partition, int]) -> None:

@@ -9,6 +9,7 @@ import logging
 
 import pytest
 
+from monitord import command_intake
 from monitord.command_intake import CommandIntake
 from monitord.commands import CommandRouter
 from monitord.config import MonitordConfig, ServerSection
@@ -133,3 +134,24 @@ def test_a_failing_consumer_is_logged_and_closed(caplog: pytest.LogCaptureFixtur
         asyncio.run(scenario())
     assert "Commands consumer failed" in caplog.text and "Commands duty consumer failed" in caplog.text
     assert "Commands replay not done after 0.05s" in caplog.text
+
+
+def test_partitions_added_while_running_are_read_from_their_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(command_intake, "RECHECK_PARTITIONS_SECONDS", 0.01)
+
+    async def scenario() -> None:
+        consumers = ConsumerFactory()
+        rig = Rig(consumers)
+        rig.intake.start()
+        assert await rig.intake.wait_ready(WAIT)
+        reader = consumers.reader()
+        reader.partitions = 2  # an operator added a partition to every topic
+        await until(lambda: len(reader.assigned) == 6, what="the new partitions assigned")
+        assert {(tp.topic, tp.partition, tp.offset) for tp in reader.assigned[3:]} == {
+            (topic, 1, -2) for topic in ("commands", "command-responses", "agent-status")
+        }
+        reader.feed(command("c9", 0))
+        await until(lambda: rig.router.held == 1, what="records still flow")
+        await rig.intake.close()
+
+    asyncio.run(scenario())

@@ -204,7 +204,8 @@ class FakeConsumer:
         self.paused: list[Any] = []
         self.ends: dict[tuple[str, int], int] = {}
         self.closed = threading.Event()
-        self._partitions = partitions
+        #: Partitions of every topic (a test may add some while the consumer runs).
+        self.partitions = partitions
         self._on_assign: Any = None
         self._lock = threading.Lock()
         self._pending: deque[FakeMessage] = deque()
@@ -214,7 +215,7 @@ class FakeConsumer:
             self._pending.extend(messages)
 
     def list_topics(self, topic: str, timeout: float) -> Any:
-        return _Metadata({topic: _TopicMetadata(dict.fromkeys(range(self._partitions)))})
+        return _Metadata({topic: _TopicMetadata(dict.fromkeys(range(self.partitions)))})
 
     def subscribe(self, topics: list[str], on_assign: Any = None, on_revoke: Any = None) -> None:
         self.topics = list(topics)
@@ -223,7 +224,7 @@ class FakeConsumer:
     def poll(self, timeout: float) -> FakeMessage | None:
         if self._on_assign is not None:  # the first poll joins the group
             on_assign, self._on_assign = self._on_assign, None
-            on_assign(self, [TopicPartitionStub(t, p) for t in self.topics for p in range(self._partitions)])
+            on_assign(self, [TopicPartitionStub(t, p) for t in self.topics for p in range(self.partitions)])
         with self._lock:
             if self._pending:
                 return self._pending.popleft()
@@ -246,6 +247,9 @@ class FakeConsumer:
 
     def assign(self, partitions: list[Any]) -> None:
         self.assigned = list(partitions)
+
+    def incremental_assign(self, partitions: list[Any]) -> None:
+        self.assigned += list(partitions)
 
     def pause(self, partitions: list[Any]) -> None:
         self.paused = list(partitions)

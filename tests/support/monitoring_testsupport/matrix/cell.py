@@ -14,8 +14,8 @@ from monitoring_testsupport.kafka import KafkaBroker
 from monitoring_testsupport.matrix import history, invariants
 from monitoring_testsupport.matrix.agents import Agent, agent_config
 from monitoring_testsupport.matrix.faults import Fault
-from monitoring_testsupport.netns import Netns, netns
 from monitoring_testsupport.matrix.workload import CommandProducer, Mix, ResponseWatcher, Trickle
+from monitoring_testsupport.netns import Netns, netns
 from monitoring_testsupport.paths import free_port, unique
 from monitoring_testsupport.procs import Monitord, start_monitord
 
