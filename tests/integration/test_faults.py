@@ -172,7 +172,7 @@ def test_reconnect_storm_500_agents(kafka: KafkaBroker, tmp_path: Path) -> None:
     new_server, _ = start_monitord(
         tmp_path, kafka.bootstrap, name="monitord-new", port=port, extra={"server": {"log_each_record": False}}
     )
-    new_server.wait_for(r"\(500 agents connected\)", timeout=30)
+    new_server.wait_for(r"[(;] 500 agents connected\)", timeout=30)
     back_after = time.time() - restart_at
     fleet.stop(60)
     attempts = json.loads(attempts_file.read_text())
