@@ -83,6 +83,17 @@ def _init_pid(nspawn: subprocess.Popen[bytes]) -> int:
     raise AssertionError("no init process in the container")
 
 
+def _wait_for_manager(nspawn: subprocess.Popen[bytes], pid: int, timeout: float = 60.0) -> None:
+    """Wait until the container's systemd listens on its private socket (systemctl's way in):
+    before that, ``systemctl`` fails with "Failed to connect to bus"."""
+    socket = Path(f"/proc/{pid}/root/run/systemd/private")
+    deadline = time.monotonic() + timeout
+    while not socket.exists():
+        assert nspawn.poll() is None, "systemd-nspawn exited during boot"
+        assert time.monotonic() < deadline, f"no {socket} within {timeout}s"
+        time.sleep(0.2)
+
+
 @pytest.fixture(scope="module")
 def host(tmp_path_factory: pytest.TempPathFactory, packages: Path, kafka: KafkaBroker) -> Iterator[Booted]:
     cached = run([str(REPO / "scripts/rootfs.sh")], timeout=1800)
@@ -103,6 +114,7 @@ def host(tmp_path_factory: pytest.TempPathFactory, packages: Path, kafka: KafkaB
     )
     try:
         pid = _init_pid(nspawn)
+        _wait_for_manager(nspawn, pid)
         boot = run(["nsenter", "-t", str(pid), "-a", "systemctl", "is-system-running", "--wait"], timeout=120)
         assert boot.stdout.strip() in ("running", "degraded"), boot.stdout + boot.stderr
         env = {
