@@ -153,7 +153,8 @@ BUILTIN_COMMANDS = ("ping", "collect", "set-interval", "info")
 SHELL_COMMAND = "shell"
 #: Names a configured definition may not shadow.
 RESERVED_COMMAND_NAMES = (*BUILTIN_COMMANDS, SHELL_COMMAND)
-_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+#: A parameter placeholder in a command argv template: ``{name}``.
+PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 @dataclass(frozen=True)
@@ -194,7 +195,7 @@ class CommandSpec:
         declared = [p.name for p in self.params]
         if len(set(declared)) != len(declared):
             raise InvalidField("params", "parameter names must be unique")
-        used = {m for element in self.argv for m in _PLACEHOLDER.findall(element)}
+        used = {m for element in self.argv for m in PLACEHOLDER.findall(element)}
         if used - set(declared):
             raise InvalidField("argv", f"undeclared placeholder(s): {', '.join(sorted(used - set(declared)))}")
         if set(declared) - used:

@@ -10,10 +10,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from monitor_agentd.config import CommandSpec
+from monitor_agentd.config import PLACEHOLDER, CommandSpec
 from monitor_agentd.errors import CommandRefused
-
-_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 def bind(spec: CommandSpec, args: Sequence[str]) -> list[str]:
@@ -35,4 +33,4 @@ def bind(spec: CommandSpec, args: Sequence[str]) -> list[str]:
             raise CommandRefused(f"argument {param.name}: does not match {param.pattern!r}")
         values[param.name] = value
     # A function replacement inserts the value literally (no backslash or group processing).
-    return [_PLACEHOLDER.sub(lambda m: values[m.group(1)], element) for element in spec.argv]
+    return [PLACEHOLDER.sub(lambda m: values[m.group(1)], element) for element in spec.argv]
