@@ -8,6 +8,18 @@ hundred bytes of log, not a megabyte.
 
 from __future__ import annotations
 
+import logging
+import re
+import time
+from collections.abc import Callable
+
+#: What an agent id and a command id look like, everywhere they enter (gRPC, Kafka records and
+#: keys, the agent's journal): host-name-like, at most 128 characters. They become Kafka keys,
+#: log fields and file names. Use with ``fullmatch``.
+ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@:-]{0,127}")
+#: The same, as text for error messages and documentation.
+ID_RULE = "1-128 characters of A-Z a-z 0-9 . _ @ : -, starting with a letter or digit"
+
 #: Characters of an untrusted value a log line shows at most (before escaping).
 SHOWN_CHARS = 96
 
@@ -21,3 +33,32 @@ def shown(value: str | bytes | None, limit: int = SHOWN_CHARS) -> str:
     if len(text) > limit:
         return f"{head}…(+{len(text) - limit} chars)"
     return head
+
+
+def is_id(value: str) -> bool:
+    """Whether ``value`` is a valid agent or command id (:data:`ID`)."""
+    return ID.fullmatch(value) is not None
+
+
+class LogBudget:
+    """At most ``lines`` log lines per ``seconds`` for one kind of refused input; the rest are
+    counted and reported in the next line allowed ("(N more like it suppressed)")."""
+
+    def __init__(self, lines: int = 10, seconds: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self._lines, self._seconds, self._clock = lines, seconds, clock
+        self._window_start = clock()
+        self._used = 0
+        self.suppressed = 0
+
+    def log(self, logger: logging.Logger, level: int, message: str, *args: object) -> None:
+        now = self._clock()
+        if now - self._window_start >= self._seconds:
+            self._window_start, self._used = now, 0
+        if self._used >= self._lines:
+            self.suppressed += 1
+            return
+        self._used += 1
+        if self.suppressed:
+            message += f" ({self.suppressed} more like it suppressed)"
+            self.suppressed = 0
+        logger.log(level, message, *args)

@@ -52,6 +52,8 @@ def consumer_config(cfg: MonitordConfig) -> dict[str, Any]:
         "fetch.wait.max.ms": cfg.commands.fetch_wait_max_ms,
         "fetch.min.bytes": 1,
         "socket.nagle.disable": True,
+        # What librdkafka prefetches is memory a flood of large records could fill: bounded.
+        "queued.max.messages.kbytes": 16_384,
         "logger": librdkafka_logger("commands-consumer"),
     }
     return conf

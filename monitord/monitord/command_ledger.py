@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 
 #: Outcomes remembered at most (the oldest are forgotten first).
 MAX_OUTCOMES = 1_000_000
+#: Which agent a command is for, remembered for this many commands (the newest).
+MAX_AGENTS_KNOWN = 200_000
 
 
 @dataclass
@@ -45,6 +47,7 @@ class CommandLedger:
         self._max_owed = max_owed
         self._outcomes: OrderedDict[str, tuple[pb.CommandStatus.ValueType, float]] = OrderedDict()
         self._owed: OrderedDict[str, Owed] = OrderedDict()
+        self._agents: OrderedDict[str, str] = OrderedDict()  # command id -> the agent it is for
 
     def __len__(self) -> int:
         return len(self._owed)
@@ -58,6 +61,17 @@ class CommandLedger:
         """The first final status read from Kafka for ``command_id``, if any."""
         status = self.outcome(command_id)
         return status if status in FINAL_STATUSES else None
+
+    def note_agent(self, command_id: str, agent_id: str) -> None:
+        """``command_id`` is for ``agent_id`` (read from ``commands``); bounded, oldest forgotten."""
+        self._agents[command_id] = agent_id
+        self._agents.move_to_end(command_id)
+        while len(self._agents) > MAX_AGENTS_KNOWN:
+            self._agents.popitem(last=False)
+
+    def agent_of(self, command_id: str) -> str | None:
+        """The agent ``command_id`` was for, if this instance read the command (recently enough)."""
+        return self._agents.get(command_id)
 
     def owes(self, command_id: str) -> bool:
         return command_id in self._owed

@@ -11,6 +11,7 @@ from monitord import records
 from monitord.config import CommandsSection
 from monitord.errors import InvalidCommand
 from monitoring.v1 import monitoring_pb2 as pb
+from monitoring_common.untrusted import ID_RULE, is_id, shown
 
 
 def auto_id(partition: int, offset: int) -> str:
@@ -33,23 +34,37 @@ def parse(
     """
     if not value:
         raise InvalidCommand("empty record value")
+    if len(value) > cfg.max_record_bytes:
+        raise InvalidCommand(f"record of {len(value)} bytes (limit {cfg.max_record_bytes})")
+    if key and not is_id(key.decode("utf-8", "replace")):
+        raise InvalidCommand(f"record key '{shown(key)}' is not an agent id ({ID_RULE})")
     try:  # the same decoder as every other reader: protobuf, or proto3 JSON by header or by look
         command = records.decode(key, value, headers, default_type=pb.CommandMessage).message
     except records.RecordDecodeError as exc:
-        raise InvalidCommand(f"not a CommandMessage: {str(exc)[:200]}") from None
+        raise InvalidCommand(f"not a CommandMessage: {shown(str(exc), 200)}") from None
     if not isinstance(command, pb.CommandMessage):
         raise InvalidCommand(f"a {command.DESCRIPTOR.full_name} record, not a CommandMessage")
     key_agent = key.decode("utf-8", "replace") if key else ""
     if key_agent and command.agent_id and key_agent != command.agent_id:
-        raise InvalidCommand(f"record key {key_agent!r} and agent_id {command.agent_id!r} differ")
+        raise InvalidCommand(f"record key '{shown(key_agent)}' and agent_id '{shown(command.agent_id)}' differ")
     command.agent_id = command.agent_id or key_agent
     command.command_id = command.command_id or fallback_id
     if not command.command_id:
         raise InvalidCommand("no command id")
+    if not is_id(command.command_id):
+        raise InvalidCommand(f"command id '{shown(command.command_id)}' is not an id ({ID_RULE})")
     if not command.agent_id:
         raise InvalidCommand("no agent id (record key or agentId)")
+    if not is_id(command.agent_id):
+        raise InvalidCommand(f"agent id '{shown(command.agent_id)}' is not an id ({ID_RULE})")
     if not command.command:
         raise InvalidCommand("no command name")
+    if len(command.command) > cfg.max_name_chars:
+        raise InvalidCommand(f"command name of {len(command.command)} characters (limit {cfg.max_name_chars})")
+    if len(command.requested_by) > cfg.max_requested_by_chars:
+        raise InvalidCommand(
+            f"requested_by of {len(command.requested_by)} characters (limit {cfg.max_requested_by_chars})"
+        )
     if len(command.args) > cfg.max_args:
         raise InvalidCommand(f"{len(command.args)} arguments (limit {cfg.max_args})")
     if any(len(a.encode()) > cfg.max_arg_bytes for a in command.args):

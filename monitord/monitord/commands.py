@@ -21,10 +21,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from google.protobuf import json_format
-from google.protobuf.message import DecodeError
-
 from monitord import records
+from monitord.command_answers import answer, salvage
 from monitord.command_ledger import CommandLedger, Owed
 from monitord.command_parse import auto_id, deadline_of, parse
 from monitord.command_records import FINAL_STATUSES
@@ -34,6 +32,7 @@ from monitord.publishers import ResponsePublisher
 from monitord.sessions import Session, SessionRegistry
 from monitord.stats import RouterStats
 from monitoring.v1 import monitoring_pb2 as pb
+from monitoring_common.untrusted import LogBudget, shown
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +47,7 @@ class Held:
     command: pb.CommandMessage
     deadline: float  # wall clock
     partition: int
+    size: int  # encoded bytes (the hold is bounded in bytes too)
 
 
 class CommandRouter:
@@ -67,6 +67,8 @@ class CommandRouter:
         self._server_id = server_id
         self._clock = clock
         self._held: dict[str, OrderedDict[str, Held]] = {}
+        self._held_bytes = 0
+        self._refused = LogBudget()
         self.ledger = CommandLedger(clock, cfg.max_ttl_seconds + REMEMBER_MARGIN_SECONDS, cfg.max_pending_total)
         self._owned: frozenset[int] = frozenset()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -106,8 +108,9 @@ class CommandRouter:
             command = parse(key, value, headers, self._cfg, written, fallback_id=fallback)
         except InvalidCommand as exc:
             if self.live:
-                log.warning("✗ Invalid command record (key %r): %s", (key or b"")[:64], exc)
-            self._owe_invalid(key, value, headers, str(exc), partition)
+                self._refused.log(log, logging.WARNING, "✗ Invalid command record (key '%s'): %s", shown(key), exc)
+            if value is not None and len(value) <= self._cfg.max_record_bytes:
+                self._owe_invalid(key, value, str(exc), partition)
             return
         command_id = command.command_id
         known = self.ledger.outcome(command_id)
@@ -125,8 +128,10 @@ class CommandRouter:
         if command_id in queue:
             return
         self._make_room(queue)
-        held = Held(command, deadline, partition)
+        held = Held(command, deadline, partition, command.ByteSize())
         queue[command_id] = held
+        self._held_bytes += held.size
+        self.ledger.note_agent(command_id, command.agent_id)
         self._count_held()
         if not self.live:
             return
@@ -137,7 +142,7 @@ class CommandRouter:
             log.info(
                 "Command %s (%s) for agent '%s' held: agent not connected here",
                 command_id,
-                command.command,
+                shown(command.command),
                 command.agent_id,
             )
 
@@ -145,12 +150,17 @@ class CommandRouter:
         """A response read from command-responses (``from_kafka``) or passing through a stream."""
         if response.status != pb.DELIVERED and response.status not in FINAL_STATUSES:
             return
+        if not self.responds_for_its_own(response):
+            return  # another agent's command: it must not settle it (logged once by the budget)
         if from_kafka:
             self.ledger.record(response.command_id, response.status)
         else:
             self.ledger.settle(response.command_id)
         queue = self._held.get(response.agent_id)
-        if queue is not None and queue.pop(response.command_id, None) is not None and not queue:
+        held = queue.pop(response.command_id, None) if queue is not None else None
+        if held is not None:
+            self._held_bytes -= held.size
+        if queue is not None and not queue:
             del self._held[response.agent_id]
         self._count_held()
 
@@ -174,6 +184,22 @@ class CommandRouter:
         for held in list(self._held.get(session.agent_id, {}).values()):
             self._push(session, held)
 
+    def responds_for_its_own(self, response: pb.CommandResponseMessage) -> bool:
+        """Whether ``response`` is from the agent its command was for (as far as known) or monitord:
+        one agent cannot end another's command."""
+        owner = self.ledger.agent_of(response.command_id)
+        if owner is None or owner == response.agent_id or response.reported_by.startswith("monitord:"):
+            return True
+        self._refused.log(
+            log,
+            logging.WARNING,
+            "✗ Agent '%s' answered command %s, which is agent '%s''s: ignored",
+            shown(response.agent_id),
+            shown(response.command_id),
+            owner,
+        )
+        return False
+
     def final_status(self, command_id: str) -> pb.CommandStatus.ValueType | None:
         """The final status Kafka already has for ``command_id`` (a later, different one is not written)."""
         return self.ledger.final(command_id)
@@ -189,7 +215,9 @@ class CommandRouter:
     async def _write(self, session: Session, command: pb.CommandMessage) -> None:
         try:
             await session.send(pb.ServerMessage(command=command))
-            log.info("→ Pushed command %s (%s) to agent '%s'", command.command_id, command.command, session.agent_id)
+            log.info(
+                "→ Pushed command %s (%s) to agent '%s'", command.command_id, shown(command.command), session.agent_id
+            )
         except Exception as exc:
             log.info(
                 "Could not push command %s to '%s' (%s); held until it reconnects",
@@ -199,11 +227,16 @@ class CommandRouter:
             )
 
     def _make_room(self, queue: OrderedDict[str, Held]) -> None:
-        while len(queue) >= self._cfg.max_pending_per_agent or self.held >= self._cfg.max_pending_total:
+        while (
+            len(queue) >= self._cfg.max_pending_per_agent
+            or self.held >= self._cfg.max_pending_total
+            or self._held_bytes >= self._cfg.max_pending_bytes
+        ):
             victim_queue = queue if len(queue) >= self._cfg.max_pending_per_agent else self._largest_queue()
             if not victim_queue:
                 return
             _, held = victim_queue.popitem(last=False)
+            self._held_bytes -= held.size
             message = "dropped: too many commands held for agents that are not connected"
             self._owe(held.command, pb.EXPIRED, message, held.partition, self._clock())
 
@@ -224,6 +257,7 @@ class CommandRouter:
             queue = self._held[agent_id]
             for command_id in [c for c, h in queue.items() if h.deadline + self._cfg.answer_grace_seconds <= now]:
                 held = queue.pop(command_id)
+                self._held_bytes -= held.size
                 # Pushed but never confirmed DELIVERED: the agent refuses it after the deadline too.
                 message = "agent did not connect before the command expired"
                 self._owe(held.command, pb.EXPIRED, message, held.partition, now)
@@ -246,41 +280,21 @@ class CommandRouter:
         self.ledger.owe(Owed(command, status, message, partition, due))
         self._count_held()
 
-    def _owe_invalid(
-        self, key: bytes | None, value: bytes | None, headers: records.Headers | None, why: str, partition: int
-    ) -> None:
-        command = pb.CommandMessage(agent_id=(key or b"").decode("utf-8", "replace"))
-        try:  # salvage the id if the record is readable at all
-            if value and value.lstrip()[:1] == b"{":
-                json_format.Parse(value.decode("utf-8"), command, ignore_unknown_fields=True)
-            elif value:
-                command.ParseFromString(value)
-        except (json_format.ParseError, DecodeError, UnicodeDecodeError, ValueError):
-            pass
-        if not command.command_id:
-            return  # nothing to correlate an answer with: logged only
-        command.agent_id = command.agent_id or (key or b"").decode("utf-8", "replace")
-        self._owe(command, pb.INVALID, why, partition, self._clock())
+    def _owe_invalid(self, key: bytes | None, value: bytes, why: str, partition: int) -> None:
+        answered = salvage(key, value, self._cfg)
+        if answered is not None:  # else nothing to correlate an answer with (or not safely): logged only
+            self._owe(answered, pb.INVALID, why, partition, self._clock())
 
     def _write_answer(self, owed: Owed) -> None:
-        command, name = owed.command, pb.CommandStatus.Name(owed.status)
+        name = pb.CommandStatus.Name(owed.status)
         self.stats.answered_by_status[name] = self.stats.answered_by_status.get(name, 0) + 1
+        response = answer(owed, self._server_id, self._clock())
         log.warning(
             "✗ Command %s (%s) for agent '%s' → %s: %s",
-            command.command_id,
-            command.command,
-            command.agent_id,
+            response.command_id,
+            shown(response.command),
+            response.agent_id,
             name,
             owed.message,
         )
-        response = pb.CommandResponseMessage(
-            command_id=command.command_id,
-            agent_id=command.agent_id,
-            command=command.command,
-            status=owed.status,
-            message=owed.message,
-            requested_by=command.requested_by,
-            reported_by=f"monitord:{self._server_id}",
-        )
-        response.finished_at.FromNanoseconds(int(self._clock() * 1e9))
-        self._responses.publish(response, on_failure=lambda: self.ledger.unwritten(command.command_id))
+        self._responses.publish(response, on_failure=lambda: self.ledger.unwritten(response.command_id))

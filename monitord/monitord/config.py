@@ -197,6 +197,20 @@ class CommandsSection:
         max=100_000,
     )
     max_pending_total: int = setting(100_000, "Commands held for all agents.", min=1, max=10_000_000)
+    max_pending_bytes: int = setting(
+        64 * 1024 * 1024,
+        "Bytes of held commands (their encoded size), all agents; beyond it the oldest of the largest queue goes.",
+        min=1024,
+        max=16 * 1024**3,
+    )
+    max_record_bytes: int = setting(
+        65_536,
+        "A commands record larger than this is INVALID (refused before it is decoded).",
+        min=1024,
+        max=10_485_760,
+    )
+    max_name_chars: int = setting(128, "A command whose name is longer is INVALID.", min=1, max=4096)
+    max_requested_by_chars: int = setting(256, "A command whose requested_by is longer is INVALID.", min=1, max=4096)
     max_args: int = setting(64, "A command with more arguments is INVALID.", min=0, max=10_000)
     max_arg_bytes: int = setting(4096, "A command with a longer argument is INVALID.", min=1, max=1_048_576)
     consumer_group_prefix: str = setting(

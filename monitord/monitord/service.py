@@ -8,7 +8,6 @@ is the registry's (:mod:`monitord.sessions`), the stream itself the handler's
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import AsyncIterator
 
@@ -23,11 +22,9 @@ from monitord.stats import ServerStats
 from monitord.stream_handler import AgentStream
 from monitoring.v1 import monitoring_pb2 as pb
 from monitoring.v1 import monitoring_pb2_grpc as pb_grpc
+from monitoring_common.untrusted import ID_RULE, is_id, shown
 
 log = logging.getLogger(__name__)
-
-#: Agent ids are host-name-like: they become Kafka keys, log fields and file names.
-AGENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@:-]{0,127}$")
 
 
 class MonitoringService(pb_grpc.MonitoringServiceServicer):
@@ -56,9 +53,11 @@ class MonitoringService(pb_grpc.MonitoringServiceServicer):
 
     async def RegisterAgent(self, request: pb.AgentRegistration, context: grpc.aio.ServicerContext) -> pb.Ack:  # noqa: N802
         await self._refuse_while_draining(context)
-        if not AGENT_ID.match(request.agent_id):
-            log.warning("Registration with invalid agent id %r from %s refused", request.agent_id, context.peer())
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "agent_id must match " + AGENT_ID.pattern)
+        if not is_id(request.agent_id):
+            log.warning(
+                "Registration with invalid agent id '%s' from %s refused", shown(request.agent_id), context.peer()
+            )
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "agent_id must be " + ID_RULE)
         await self._auth.check(context, request.agent_id)
         self._sessions.register(
             Registration(
@@ -103,7 +102,7 @@ class MonitoringService(pb_grpc.MonitoringServiceServicer):
         metadata = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
         agent_id = metadata.get("agent-id", "")
         connection = connection_number(metadata.get("agent-connection", ""))
-        if not AGENT_ID.match(agent_id):
+        if not is_id(agent_id):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "call metadata 'agent-id' missing or invalid")
         await self._refuse_while_draining(context)
         await self._auth.check(context, agent_id)

@@ -26,6 +26,7 @@ from monitord.limits import RateLimiter, metrics_problem, response_problem
 from monitord.sessions import Session
 from monitord.stats import ServerStats
 from monitoring.v1 import monitoring_pb2 as pb
+from monitoring_common.untrusted import LogBudget
 
 log = logging.getLogger(__name__)
 
@@ -54,13 +55,13 @@ class AgentStream:
     ) -> None:
         self._router = router
         self._rate = RateLimiter(cfg.server.limits.messages_per_second)
+        self._refused = LogBudget()  # refused input is logged, within a budget
         self._cfg = cfg
         self._session = session
         self._bridge = bridge
         self._budget = session.budget  # per stream, and through it the server's total
         self._stats = stats
-        # FIFO of handed-over records (None: the agent half-closed); a deque, so the acker can
-        # look at what follows without taking it.
+        # FIFO of handed-over records (None: the agent half-closed); the acker may peek at the next.
         self._pending: deque[_Pending | None] = deque()
         self._pending_ready = asyncio.Event()
         self._server_id = cfg.server.effective_server_id
@@ -69,10 +70,7 @@ class AgentStream:
         )
 
     async def run(self, requests: AsyncIterator[pb.AgentMessage]) -> None:
-        """Serve the stream; returns when the agent half-closed and every ack was written.
-
-        If either side fails (the agent vanished, a write failed) the TaskGroup cancels the other.
-        """
+        """Serve the stream until the agent half-closed and every ack was written (or either side failed)."""
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._read_loop(requests), name=f"reader-{self._session.agent_id}")
@@ -91,8 +89,7 @@ class AgentStream:
         self._put(None)
 
     def _release_unacked(self) -> None:
-        # Records still queued when the stream died: their slots go back to the shared pool. The
-        # agent never got an ack for them, so it will send them again on its next stream.
+        # Records still queued when the stream died give their slots back (the agent resends them).
         while self._pending:
             if self._pending.popleft() is not None:
                 self._budget.release()
@@ -106,7 +103,7 @@ class AgentStream:
         elif kind == "heartbeat":
             self._handle_heartbeat(message.heartbeat)
         else:
-            log.warning("Empty or unknown message from agent '%s' ignored", self._session.agent_id)
+            self._refused.log(log, logging.WARNING, "Unknown message from agent '%s' ignored", self._session.agent_id)
 
     async def _handle_metrics(self, metrics: pb.MetricsData) -> None:
         agent_id = self._session.agent_id
@@ -125,20 +122,19 @@ class AgentStream:
         await self._forward(pb.ACK_KIND_METRICS, self._cfg.kafka.topics.metrics, value, headers, metrics.sequence)
 
     async def _handle_response(self, response: pb.CommandResponseMessage) -> None:
-        agent_id = self._session.agent_id
-        if response.agent_id and response.agent_id != agent_id:
-            await self._reject(
-                pb.ACK_KIND_COMMAND_RESPONSE, "agent_id does not match stream", command_id=response.command_id
-            )
-            return
+        agent_id, kind = self._session.agent_id, pb.ACK_KIND_COMMAND_RESPONSE
         problem = response_problem(response, self._cfg.server.limits)
-        if problem is not None:
-            await self._reject(
-                pb.ACK_KIND_COMMAND_RESPONSE, f"response exceeds limits: {problem}", command_id=response.command_id
-            )
+        if response.agent_id and response.agent_id != agent_id:
+            problem = "agent_id does not match stream"
+        elif problem is not None:
+            problem = f"response exceeds limits: {problem}"
+        else:
+            response.agent_id, response.reported_by = agent_id, response.reported_by or "agent"
+            if not self._router.responds_for_its_own(response):
+                problem = "the command is another agent's"
+        if problem is not None:  # the status lets the agent match the refusal to what it sent
+            await self._reject(kind, problem, command_id=response.command_id, status=response.status)
             return
-        response.agent_id = agent_id
-        response.reported_by = response.reported_by or "agent"
         # Which connection carried it: `monitorctl send --wait` matches presence records against it.
         response.connection = self._session.connection
         if await self._settled_before(response):
@@ -156,9 +152,7 @@ class AgentStream:
         )
 
     async def _settled_before(self, response: pb.CommandResponseMessage) -> bool:
-        """Every command ends in exactly one final status: a final response for a command Kafka
-        already has one for (a resend whose ack was lost, or too late after an EXPIRED) is
-        acknowledged, not written."""
+        """A final response for a command Kafka already has one for is acknowledged, not written."""
         known = self._router.final_status(response.command_id)
         if known is None or response.status not in FINAL_STATUSES:
             return False
@@ -210,11 +204,18 @@ class AgentStream:
             future.set_exception(exc)
         self._put(_Pending(kind, future, sequence, command_id, command_status))
 
-    async def _reject(self, kind: pb.AckKind.ValueType, reason: str, sequence: int = 0, command_id: str = "") -> None:
-        log.warning("Rejected message from agent '%s': %s", self._session.agent_id, reason)
+    async def _reject(
+        self,
+        kind: pb.AckKind.ValueType,
+        reason: str,
+        sequence: int = 0,
+        command_id: str = "",
+        status: pb.CommandStatus.ValueType = pb.COMMAND_STATUS_UNSPECIFIED,
+    ) -> None:
+        self._refused.log(log, logging.WARNING, "Rejected message from agent '%s': %s", self._session.agent_id, reason)
         future = asyncio.get_running_loop().create_future()
         await self._budget.acquire()
-        self._put(_Pending(kind, future, sequence, command_id, reject=reason))
+        self._put(_Pending(kind, future, sequence, command_id, status, reject=reason))
 
     def _put(self, item: _Pending | None) -> None:
         self._pending.append(item)

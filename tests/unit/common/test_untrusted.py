@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from monitoring_common.untrusted import shown
+import logging
+
+import pytest
+
+from monitoring_common.untrusted import LogBudget, is_id, shown
 
 
 def test_control_characters_and_non_ascii_are_escaped() -> None:
@@ -16,3 +20,24 @@ def test_control_characters_and_non_ascii_are_escaped() -> None:
 def test_long_values_are_cut_and_counted() -> None:
     assert shown("x" * 1_000_000, limit=10) == "xxxxxxxxxx…(+999990 chars)"
     assert len(shown("y" * 5000)) < 130
+
+
+def test_ids() -> None:
+    assert is_id("web-1") and is_id("a" * 128) and is_id("host.example:7@x_y")
+    assert not any(is_id(v) for v in ("", "-x", "a" * 129, "web-1\n", "a b", "é", "a/b"))
+
+
+def test_refused_input_is_logged_within_a_budget(caplog: pytest.LogCaptureFixture) -> None:
+    now = [0.0]
+    budget = LogBudget(lines=2, seconds=10, clock=lambda: now[0])
+    logger = logging.getLogger("test.budget")
+    with caplog.at_level(logging.WARNING):
+        for n in range(50):
+            budget.log(logger, logging.WARNING, "refused %d", n)
+        now[0] = 10.0
+        budget.log(logger, logging.WARNING, "refused %d", 50)
+    assert [r.getMessage() for r in caplog.records] == [
+        "refused 0",
+        "refused 1",
+        "refused 50 (48 more like it suppressed)",
+    ]

@@ -296,6 +296,57 @@ def test_parse_refuses(key: bytes | None, command: pb.CommandMessage, problem: s
         parse(key, value, [("message-type", b"monitoring.v1.CommandMessage")], CFG, NOW)
 
 
+@pytest.mark.parametrize(
+    ("key", "fields", "problem"),
+    [
+        (b"ghost\n1", {"command_id": "c", "command": "ping"}, "record key 'ghost\\\\n1' is not an agent id"),
+        (None, {"command_id": "c" * 129, "agent_id": "a", "command": "ping"}, "command id 'c"),
+        (None, {"command_id": "c 1", "agent_id": "a", "command": "ping"}, "is not an id"),
+        (None, {"command_id": "c", "agent_id": "-a", "command": "ping"}, "agent id '-a' is not an id"),
+        (None, {"command_id": "c", "agent_id": "a", "command": "x" * 129}, "command name of 129 characters"),
+        (None, {"command_id": "c", "agent_id": "a", "command": "x", "requested_by": "r" * 257}, "requested_by of 257"),
+        (None, {"command_id": "c", "agent_id": "a", "command": "x", "args": ["a" * 70_000]}, "record of 70"),
+    ],
+)
+def test_parse_bounds_every_field(key: bytes | None, fields: dict[str, object], problem: str) -> None:
+    value = pb.CommandMessage(**fields).SerializeToString()  # type: ignore[arg-type]
+    with pytest.raises(InvalidCommand, match=problem):
+        parse(key, value, [("message-type", b"monitoring.v1.CommandMessage")], CFG, NOW)
+
+
+def test_held_commands_are_bounded_in_bytes_and_invalid_answers_echo_little() -> None:
+    async def scenario() -> None:
+        rig = Rig(CommandsSection(max_pending_bytes=2048, max_args=64, max_arg_bytes=4096))
+        for n in range(4):
+            rig.command(f"big{n}", agent_id=f"ghost-{n}", args=["x" * 1000])  # about 1 KB each
+        assert rig.router.held == 2  # room is made before each: the oldest went first, answered EXPIRED
+        rig.router.expire_due()
+        assert [a[:2] for a in rig.answers()] == [(f"big{n}", "EXPIRED") for n in range(2)]
+        bad = pb.CommandMessage(command_id="c9", agent_id="web-1", command="x" * 129, requested_by="r" * 300)
+        rig.router.on_record(b"web-1", bad.SerializeToString(), [("message-type", b"monitoring.v1.CommandMessage")])
+        rig.router.expire_due()
+        (invalid,) = [r for r in rig.sink.on("command-responses") if r.command_id == "c9"]  # type: ignore[attr-defined]
+        assert len(invalid.command) == 128 and len(invalid.requested_by) == 256  # type: ignore[attr-defined]
+
+    asyncio.run(scenario())
+
+
+def test_an_agent_cannot_settle_another_agents_command(caplog: pytest.LogCaptureFixture) -> None:
+    async def scenario() -> None:
+        rig = Rig()
+        rig.command("b-only", agent_id="web-b")
+        forged = pb.CommandResponseMessage(command_id="b-only", agent_id="web-a", status=pb.SUCCEEDED)
+        rig.router.on_response(forged, from_kafka=True)
+        rig.router.on_response(forged)
+        assert rig.router.held == 1 and rig.router.final_status("b-only") is None
+        async with rig.connected("web-b") as ctx:
+            await until(lambda: pushed(ctx) == ["b-only"], what="B's command still delivered")
+
+    with caplog.at_level("WARNING"):
+        asyncio.run(scenario())
+    assert "Agent 'web-a' answered command b-only, which is agent 'web-b''s: ignored" in caplog.text
+
+
 def test_parse_fills_in_ids_and_refuses_other_types() -> None:
     value = pb.CommandMessage(command="ping").SerializeToString()
     command = parse(b"web-1", value, [("message-type", b"monitoring.v1.CommandMessage")], CFG, NOW, fallback_id="x")

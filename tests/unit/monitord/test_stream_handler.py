@@ -233,6 +233,26 @@ def test_a_final_status_kafka_already_has_is_acknowledged_not_written_again() ->
     asyncio.run(scenario())
 
 
+def test_a_response_to_another_agents_command_is_refused_with_its_status() -> None:
+    async def scenario() -> None:
+        async with stream(auto=True) as rig:
+            command = pb.CommandMessage(command_id="theirs", agent_id="web-2", command="ping")
+            rig.router.on_record(
+                b"web-2", command.SerializeToString(), [("message-type", b"monitoring.v1.CommandMessage")]
+            )
+            rig.inbox.send(
+                pb.AgentMessage(command_response=pb.CommandResponseMessage(command_id="theirs", status=pb.SUCCEEDED))
+            )
+            rig.inbox.close()
+            await asyncio.wait_for(rig.task, WAIT)
+            [ack] = rig.acks()
+            assert (ack.success, ack.retriable, ack.command_status) == (False, False, pb.SUCCEEDED)
+            assert "another agent's" in ack.message and rig.factory.producer.on("command-responses") == []
+            assert rig.router.held == 1
+
+    asyncio.run(scenario())
+
+
 def test_the_in_flight_bound_stops_reading() -> None:
     async def scenario() -> None:
         cfg = MonitordConfig(server=ServerSection(server_id="s1", max_inflight_per_stream=2))
