@@ -20,12 +20,13 @@ from typing import Protocol
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from monitor_agentd import executor
+from monitor_agentd import command_bounds, executor
 from monitor_agentd.config import BUILTIN_COMMANDS, SHELL_COMMAND, CommandsSection
 from monitor_agentd.errors import CommandRefused
 from monitor_agentd.journal import CommandJournal, Entry
 from monitor_agentd.templates import bind
 from monitoring.v1 import monitoring_pb2 as pb
+from monitoring_common.untrusted import shown
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +74,11 @@ class CommandRunner:
         builtins: BuiltinCommands,
         responses: ResponseSink,
         journal: CommandJournal,
+        *,
+        dropped: command_bounds.DroppedCommands | None = None,
     ) -> None:
         self.cfg = cfg
+        self._dropped = dropped or command_bounds.DroppedCommands()
         self._agent_id = agent_id
         self._builtins = builtins
         self._responses = responses
@@ -97,9 +101,18 @@ class CommandRunner:
         return len(self._tasks)
 
     def submit(self, command: pb.CommandMessage) -> None:
-        """Handle one command from the server (never raises, never blocks)."""
-        if not command.command_id:
-            log.warning("Command without command_id ignored")
+        """Handle one command from the server (never raises, never blocks).
+
+        Out-of-bounds commands (:mod:`command_bounds`) are checked first, so none of them is
+        journaled, remembered or run: an invalid id is dropped, anything else answered REJECTED.
+        """
+        if not command_bounds.valid_id(command.command_id):
+            self._dropped.drop(command)
+            return
+        problem = command_bounds.problem(command)
+        if problem is not None:
+            log.warning("✗ Command %s rejected unstored: %s", shown(command.command_id), problem)
+            self._final(command_bounds.trimmed(command), pb.REJECTED, message=problem, journaled=False)
             return
         if self._journal.seen(command.command_id):
             self._answer_duplicate(command)
@@ -110,7 +123,7 @@ class CommandRunner:
         try:
             argv = self._resolve(command)
         except CommandRefused as exc:
-            log.warning("✗ Command %s (%s) rejected: %s", command.command_id, command.command, exc)
+            log.warning("✗ Command %s (%s) rejected: %s", shown(command.command_id), shown(command.command), exc)
             self._final(command, pb.REJECTED, message=str(exc))
             return
         self._respond(command, pb.DELIVERED)
@@ -127,8 +140,8 @@ class CommandRunner:
         latest = self._journal.latest(command.command_id)
         log.info(
             "Command %s (%s) already accepted; duplicate delivery not run (%s)",
-            command.command_id,
-            command.command,
+            shown(command.command_id),
+            shown(command.command),
             f"answered {pb.CommandStatus.Name(latest.status)} again" if latest else "its answer is forgotten",
         )
         if latest is not None:
@@ -153,7 +166,7 @@ class CommandRunner:
             "Command journal: %d command%s running when the agent stopped (%s): answered FAILED",
             len(interrupted),
             " was" if len(interrupted) == 1 else "s were",
-            "; ".join(f"{e.command_id}, {e.command}" for e in interrupted),
+            "; ".join(f"{shown(e.command_id)}, {shown(e.command)}" for e in interrupted),
         )
 
     def _resolve(self, command: pb.CommandMessage) -> list[str] | None:
@@ -183,7 +196,9 @@ class CommandRunner:
 
     async def _run(self, command: pb.CommandMessage, argv: list[str]) -> None:
         timeout = self._timeout(command)
-        log.info("▶ Running command %s (%s) with timeout %gs", command.command_id, command.command, timeout)
+        log.info(
+            "▶ Running command %s (%s) with timeout %gs", shown(command.command_id), shown(command.command), timeout
+        )
         started = time.time()
         try:
             outcome = await executor.run(
@@ -243,6 +258,7 @@ class CommandRunner:
         message: str = "",
         started: float | None = None,
         finished: float | None = None,
+        journaled: bool = True,
     ) -> None:
         finished = finished or time.time()
         started = started or finished
@@ -263,8 +279,13 @@ class CommandRunner:
         )
         response.started_at.CopyFrom(_ts(started))
         response.finished_at.CopyFrom(_ts(finished))
-        log.info("✓ Command %s (%s) → %s", command.command_id, command.command, pb.CommandStatus.Name(status))
-        self._send(response)
+        log.info(
+            "✓ Command %s (%s) → %s", shown(command.command_id), shown(command.command), pb.CommandStatus.Name(status)
+        )
+        if journaled:
+            self._send(response)
+        else:  # out of bounds: answered once, never kept (a redelivery is answered the same way)
+            self._responses.add_response(response)
 
     async def close(self) -> None:
         """Cancel running commands (their process groups are killed by the executor)."""

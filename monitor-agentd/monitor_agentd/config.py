@@ -16,6 +16,7 @@ from typing import Literal
 from monitoring_common.config_loader import InvalidField, setting, split_hostport
 from monitoring_common.sections import LoggingSection, MetricsSection
 from monitoring_common.transport import MIN_CLIENT_PING_INTERVAL_SECONDS
+from monitoring_common.untrusted import ID
 
 DEFAULT_PATH = "/etc/monitor-agentd/agent.yaml"
 
@@ -155,6 +156,17 @@ SHELL_COMMAND = "shell"
 RESERVED_COMMAND_NAMES = (*BUILTIN_COMMANDS, SHELL_COMMAND)
 #: A parameter placeholder in a command argv template: ``{name}``.
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+#: A valid command id (``fullmatch``): 1 to 128 characters of letters, digits and ``._@:-``, starting
+#: with a letter or digit -- the one id pattern monitord applies too. A command with any other id is
+#: dropped unanswered (nothing could correlate an answer) and never stored.
+COMMAND_ID = ID
+#: Longest command name and ``requested_by`` (characters), most arguments and longest argument
+#: (UTF-8 bytes) the agent accepts; monitord's own defaults (commands.max_name_chars,
+#: max_requested_by_chars, max_args, max_arg_bytes). Beyond them: REJECTED, and not stored.
+MAX_COMMAND_NAME_CHARS = 128
+MAX_REQUESTED_BY_CHARS = 256
+MAX_COMMAND_ARGS = 64
+MAX_COMMAND_ARG_BYTES = 4096
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ from google.protobuf.message import DecodeError
 from monitor_agentd.dedup import REMEMBER, SeenCommands, read_seen_file
 from monitor_agentd.spool_store import FRAME_HEADER_BYTES, cut_tail, frame, fsync_dir, read_frames, write_frame
 from monitoring.v1 import monitoring_pb2 as pb
+from monitoring_common.untrusted import shown
 
 log = logging.getLogger(__name__)
 
@@ -220,7 +221,7 @@ class CommandJournal:
                     log.warning(
                         "Command journal full: the unacknowledged %s response to command %s is not kept on disk",
                         pb.CommandStatus.Name(status),
-                        victim.command_id,
+                        shown(victim.command_id),
                     )
         return dropped
 

@@ -75,6 +75,17 @@ class ResponseOutbox:
         if self._store is not None:
             self._store.ack(command_id, status)
 
+    def discard(self, command_id: str, status: int) -> int:
+        """The server refused a response permanently: settle it like an ack, so it is neither resent
+        nor kept. Without a ``status`` (a refusal that could not say which) every response to
+        ``command_id`` is settled. Returns how many were pending."""
+        keys = [
+            key for key in self._pending if key[0] == command_id and status in (key[1], pb.COMMAND_STATUS_UNSPECIFIED)
+        ]
+        for key in keys:
+            self.ack(*key)
+        return len(keys)
+
     def rewind(self) -> None:
         """Send every unacknowledged response again, oldest first."""
         self._to_send = deque(self._pending)
@@ -184,6 +195,14 @@ class Outbound:
         self.responses.ack(command_id, status)
         if not self.responses:
             self._wake.set()
+
+    def discard_responses(self, command_id: str, status: int) -> int:
+        """The server refused a command response permanently: drop it (all of ``command_id``'s when
+        ``status`` is unspecified); returns how many were dropped."""
+        dropped = self.responses.discard(command_id, status)
+        if not self.responses:
+            self._wake.set()
+        return dropped
 
     def rewind(self) -> None:
         """Send every unacknowledged response and record again, oldest first."""

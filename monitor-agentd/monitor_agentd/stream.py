@@ -23,6 +23,7 @@ from monitor_agentd.outbound import Outbound
 from monitoring.v1 import monitoring_pb2 as pb
 from monitoring.v1 import monitoring_pb2_grpc as pb_grpc
 from monitoring_common.transport import COMPRESSION, client_keepalive_options
+from monitoring_common.untrusted import shown
 
 log = logging.getLogger(__name__)
 
@@ -201,12 +202,7 @@ class Link:
         if ack.kind == pb.ACK_KIND_METRICS:
             self._outstanding = max(0, self._outstanding - (ack.last_sequence - ack.first_sequence + 1))
         if ack.kind == pb.ACK_KIND_COMMAND_RESPONSE:
-            if ack.success or not ack.retriable:
-                self._outbound.ack_response(ack.command_id, ack.command_status)
-            if not ack.success:
-                log.warning("Server could not store the response to command %s: %s", ack.command_id, ack.message)
-                if ack.retriable:
-                    self._schedule_resend()
+            self._on_response_ack(ack)
             return
         if ack.kind != pb.ACK_KIND_METRICS:
             return
@@ -225,6 +221,30 @@ class Link:
         else:
             log.error("Server refused metrics #%d..#%d: %s", ack.first_sequence, ack.last_sequence, ack.message)
             self._outbound.discard_metrics(ack.first_sequence, ack.last_sequence)
+
+    def _on_response_ack(self, ack: pb.Ack) -> None:
+        if ack.success:
+            self._outbound.ack_response(ack.command_id, ack.command_status)
+        elif ack.retriable:
+            log.warning(
+                "Server could not store the response to command %s: %s; resending in %.1fs",
+                shown(ack.command_id),
+                shown(ack.message, 200),
+                self._cfg.retry_nacked_seconds,
+            )
+            self._schedule_resend()
+        else:
+            # Permanent: resending cannot help, and keeping it would hold the agent's shutdown forever.
+            dropped = self._outbound.discard_responses(ack.command_id, ack.command_status)
+            if dropped:
+                log.error(
+                    "✗ Server refused %s to command %s permanently: %s; dropped",
+                    f"the {pb.CommandStatus.Name(ack.command_status)} response"
+                    if ack.command_status
+                    else f"{dropped} response{'' if dropped == 1 else 's'}",
+                    shown(ack.command_id),
+                    shown(ack.message, 200),
+                )
 
     def _schedule_resend(self) -> None:
         if self._retry_handle is None:

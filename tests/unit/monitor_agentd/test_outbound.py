@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
 from monitor_agentd.journal import CommandJournal
 from monitor_agentd.outbound import Outbound, ResponseOutbox
 from monitor_agentd.spool import Spool
@@ -177,3 +179,47 @@ def test_unacknowledged_responses_survive_a_restart_and_are_sent_first(tmp_path:
     third = CommandJournal(tmp_path / "journal")
     third.load()
     assert third.unacknowledged() == []  # the ack reached the disk too
+
+
+@pytest.mark.parametrize(
+    ("status", "left"),
+    [(pb.SUCCEEDED, [("c1", pb.DELIVERED), ("c2", pb.DELIVERED)]), (pb.COMMAND_STATUS_UNSPECIFIED, [("c2", 1)])],
+)
+def test_a_permanent_refusal_settles_the_response_in_the_outbox_and_the_journal(
+    tmp_path: Path, status: int, left: list[tuple[str, int]]
+) -> None:
+    journal = CommandJournal(tmp_path / "journal")
+    journal.load()
+    outbound = Outbound(Spool(10), journal)
+    for r in (response("c1", pb.DELIVERED), response("c1", pb.SUCCEEDED), response("c2", pb.DELIVERED)):
+        journal.record(r)
+        outbound.add_response(r)
+    # Without a status (monitord refused the response for its size) every response of the id goes.
+    assert outbound.discard_responses("c1", status) == 3 - len(left)
+    assert outbound.discard_responses("c1", status) == 0  # a second refusal finds nothing
+    outbound.rewind()
+    assert [(m.command_response.command_id, m.command_response.status) for m in drain(outbound)] == left
+    journal.close()
+    again = CommandJournal(tmp_path / "journal")
+    again.load()
+    assert [(r.command_id, r.status) for r in again.unacknowledged()] == left  # settled on disk too
+    again.close()
+
+
+def test_refusing_the_last_response_lets_a_finishing_writer_say_goodbye() -> None:
+    async def scenario() -> None:
+        outbound = Outbound(Spool(10))
+        outbound.add_response(response("c1", pb.DELIVERED))
+        outbound.finish()
+        assert await woken(outbound) and not outbound.ready_for_goodbye
+        outbound.discard_responses("c1", pb.COMMAND_STATUS_UNSPECIFIED)
+        assert await woken(outbound) and outbound.ready_for_goodbye
+
+    asyncio.run(scenario())
+
+
+def drain(outbound: Outbound) -> list[pb.AgentMessage]:
+    out = []
+    while (message := outbound.next_message()) is not None:
+        out.append(message)
+    return out

@@ -266,16 +266,15 @@ def test_commands_go_to_the_sink_and_responses_are_resent_until_stored() -> None
     run(scenario)
 
 
-def test_permanently_refused_response_is_forgotten() -> None:
+@pytest.mark.parametrize("status", [pb.FAILED, pb.COMMAND_STATUS_UNSPECIFIED])  # unspecified: refused for size
+def test_permanently_refused_response_is_forgotten(status: pb.CommandStatus.ValueType) -> None:
     async def scenario() -> None:
         async with FakeMonitord(auto_ack=False) as server:
             link, outbound, _ = make()
             outbound.add_response(response("c2", pb.FAILED))
             task = asyncio.create_task(link.run(server.address))
             await server.until(lambda: len(server.responses()) == 1)
-            refused = pb.Ack(
-                kind=pb.ACK_KIND_COMMAND_RESPONSE, success=False, command_id="c2", command_status=pb.FAILED
-            )
+            refused = pb.Ack(kind=pb.ACK_KIND_COMMAND_RESPONSE, success=False, command_id="c2", command_status=status)
             server.send(pb.ServerMessage(acknowledgment=refused))
             outbound.finish()
             await task
