@@ -22,7 +22,7 @@ from monitor_agentd.config import (
     MAX_REQUESTED_BY_CHARS,
 )
 from monitoring.v1 import monitoring_pb2 as pb
-from monitoring_common.untrusted import shown
+from monitoring_common.untrusted import LogBudget, shown
 
 log = logging.getLogger(__name__)
 
@@ -59,24 +59,17 @@ def trimmed(command: pb.CommandMessage) -> pb.CommandMessage:
 
 
 class DroppedCommands:
-    """Commands dropped for an invalid id: one warning line per ``every`` seconds, the rest counted."""
+    """Commands dropped for an invalid id: one warning line per ``every`` seconds, the rest counted
+    (:class:`monitoring_common.untrusted.LogBudget`, the throttle of all refused input)."""
 
     def __init__(self, *, clock: Callable[[], float] = time.monotonic, every: float = WARN_EVERY_SECONDS) -> None:
-        self._clock = clock
-        self._every = every
-        self._last_warned: float | None = None
-        self._unreported = 0
+        self._budget = LogBudget(lines=1, seconds=every, clock=clock)
 
     def drop(self, command: pb.CommandMessage) -> None:
         """Count ``command`` as dropped; warn unless a warning was logged less than ``every`` ago."""
-        now = self._clock()
-        if self._last_warned is not None and now - self._last_warned < self._every:
-            self._unreported += 1
-            return
-        log.warning(
-            "✗ Command with an invalid command_id '%s' dropped unanswered and not stored%s",
+        self._budget.log(
+            log,
+            logging.WARNING,
+            "✗ Command with an invalid command_id '%s' dropped unanswered and not stored",
             shown(command.command_id),
-            f" ({self._unreported} more since the last such line)" if self._unreported else "",
         )
-        self._last_warned = now
-        self._unreported = 0

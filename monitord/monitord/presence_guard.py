@@ -16,6 +16,7 @@ from monitord.presence_order import ENDED
 from monitord.publishers import PresencePublisher
 from monitord.sessions import SessionRegistry, announce
 from monitoring.v1 import monitoring_pb2 as pb
+from monitoring_common.untrusted import shown
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +49,8 @@ class PresenceGuard:
         log.info(
             "Agent '%s': server %s reports connection %d %s; this server holds its newer connection %d: "
             "publishing CONNECTED again",
-            status.agent_id,
-            status.server_id or "?",
+            shown(status.agent_id),
+            shown(status.server_id) or "?",
             status.connection,
             pb.AgentPresence.Name(status.state),
             session.connection,

@@ -111,7 +111,7 @@ def test_the_drop_warning_repeats_after_its_interval_with_a_count(caplog: pytest
     clock.now += 60
     dropped.drop(pb.CommandMessage(command_id="bad id"))
     lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
-    assert len(lines) == 2 and "(2 more since the last such line)" in lines[1]
+    assert len(lines) == 2 and "(2 more like it suppressed)" in lines[1]
 
 
 @pytest.mark.parametrize(
