@@ -74,12 +74,12 @@ class Agent:
         self._closed = False
         try:
             sp = cfg.spool
-            store = SpoolStore(self.state.spool_dir, segment_records=sp.segment_records, fsync=sp.fsync)
+            store = SpoolStore(self.state.spool(), segment_records=sp.segment_records, fsync=sp.fsync)
             self.spool = Spool(sp.max_records, store, memory_records=sp.memory_records)
             # The sequence survives restarts: it continues after the last one ever spooled.
             sequence = self.spool.load()
             # What commands were accepted, answered and acknowledged survives restarts too.
-            self.journal = CommandJournal(self.state.path / JOURNAL_FILE)
+            self.journal = CommandJournal(self.state.path / JOURNAL_FILE, directory=self.state.dir)
             self.journal.load(legacy=self.state.seen_commands)
         except BaseException:
             self.state.release()

@@ -11,7 +11,7 @@ import sys
 from monitor_agentd import __version__
 from monitor_agentd.app import Agent
 from monitor_agentd.config import DEFAULT_PATH, AgentConfig
-from monitor_agentd.errors import CredentialsError, StateDirError
+from monitor_agentd.errors import CredentialsError, StateDirError, UnsafeStateDir
 from monitoring_common import logsetup, runner
 from monitoring_common.cli_support import load_config_file, load_or_exit, override_error
 from monitoring_common.config_loader import ConfigError, InvalidField
@@ -26,7 +26,8 @@ def parser() -> argparse.ArgumentParser:
         prog="monitor-agentd",
         description="Monitoring agent: collects host metrics and streams them to monitord over one gRPC stream.",
         epilog="Exit status: 0 ok, 73 state directory unusable or in use, 75 stopped with metrics unacknowledged "
-        "(--iterations), 78 invalid configuration.",
+        "(--iterations), 78 invalid configuration or unsafe state directory (not the agent's own, writable "
+        "by others, or a planted link in it).",
     )
     p.add_argument("--config", metavar="PATH", help=f"configuration file (default {DEFAULT_PATH}, optional)")
     p.add_argument(
@@ -107,12 +108,12 @@ def main(argv: list[str] | None = None) -> int:
     async def body(stop: asyncio.Event, reload: asyncio.Event) -> int:
         try:
             agent = Agent(cfg)
+        except (UnsafeStateDir, CredentialsError) as exc:  # fixing them takes the operator: no restart
+            log.error("monitor-agentd cannot start: %s", exc)
+            return EX_CONFIG
         except StateDirError as exc:
             log.error("monitor-agentd cannot start: %s", exc)
             return EX_CANTCREAT
-        except CredentialsError as exc:
-            log.error("monitor-agentd cannot start: %s", exc)
-            return EX_CONFIG
         async with agent:
             try:
                 agent.start_metrics()

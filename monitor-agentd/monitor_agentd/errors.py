@@ -24,6 +24,11 @@ class StateDirError(AgentError):
     """The state directory cannot be used (permissions, or another agent holds it): exit 73."""
 
 
+class UnsafeStateDir(StateDirError):
+    """The state directory, or a file in it, could be redirected by someone else (not owned by the
+    agent's user or root, writable by group or others, a planted link): exit 78, no restart."""
+
+
 class CredentialsError(AgentError):
     """A certificate, key or token file named in agent.yaml cannot be used (exit 78 at start)."""
 

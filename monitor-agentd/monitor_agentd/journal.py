@@ -21,12 +21,16 @@ decoded is skipped with a log line. Kept: the ids of the last ``remember_ids`` c
 twice), the responses of the last ``remember_finals`` finished commands (a duplicate delivery is
 answered with them) within ``max_bytes``, every running command and every unacknowledged response of
 those. The file is rewritten (compacted) when it has grown to twice what is kept.
+
+The file is opened without following links and read one entry at a time (:mod:`journal_file`);
+one larger than what it can grow to (:attr:`CommandJournal.max_file_bytes`) is not read: that run
+keeps its journal in memory only. The bounds are enforced while replaying, and a replayed id that
+is not a valid command id (:func:`monitoring_common.untrusted.is_id`) is skipped like a corrupt entry.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import struct
 import time
 from collections import OrderedDict
@@ -37,9 +41,12 @@ from pathlib import Path
 from google.protobuf.message import DecodeError
 
 from monitor_agentd.dedup import REMEMBER, SeenCommands, read_seen_file
-from monitor_agentd.spool_store import FRAME_HEADER_BYTES, cut_tail, frame, fsync_dir, read_frames, write_frame
+from monitor_agentd.errors import StateDirError, UnsafeStateDir
+from monitor_agentd.framing import MAX_RECORD_BYTES, frame
+from monitor_agentd.journal_file import JournalFile
+from monitor_agentd.statefiles import SafeDir
 from monitoring.v1 import monitoring_pb2 as pb
-from monitoring_common.untrusted import shown
+from monitoring_common.untrusted import LogBudget, is_id, shown
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +60,8 @@ COMPACT_MIN_BYTES = 1024 * 1024
 RESPONSE, ACK, ANSWERED, SEEN = b"R", b"A", b"F", b"S"
 _ENTRY = struct.Struct(">cd")
 _ACK = struct.Struct(">i")
+
+_SKIPPED = "Command journal: skipped a corrupt entry at byte %d of %s (%s)"
 
 ResponseKey = tuple[str, int]  # (command id, status)
 
@@ -76,7 +85,8 @@ class Entry:
 class CommandJournal:
     """The agent's durable record of commands (a single writer: the agent holds the state lock).
 
-    Without a path it keeps the same state in memory only (tests, benchmarks).
+    Without a path it keeps the same state in memory only (tests, benchmarks). ``directory`` is
+    ``path``'s parent, already open (:meth:`StateDir.dir`); without it the parent is opened here.
     """
 
     def __init__(
@@ -88,8 +98,10 @@ class CommandJournal:
         remember_finals: int = REMEMBER_FINALS,
         max_bytes: int = MAX_BYTES,
         clock: Callable[[], float] = time.time,
+        directory: SafeDir | None = None,
     ) -> None:
         self.path = path
+        self._dir = directory
         self.fsync = fsync
         self._remember_finals = remember_finals
         self._max_bytes = max_bytes
@@ -99,12 +111,14 @@ class CommandJournal:
         self._unacked: OrderedDict[ResponseKey, pb.CommandResponseMessage] = OrderedDict()
         self._bytes = 0  # serialized size of the latest responses kept
         self._interrupted: list[Entry] = []
-        self._fd: int | None = None
-        self._size = 0
+        self._file: JournalFile | None = None
         self._compact_at = COMPACT_MIN_BYTES
+        #: What the file can grow to: twice what is kept (ids, responses), plus one entry.
+        self.max_file_bytes = 2 * (max_bytes + remember_ids * 256 + remember_finals * 4096) + 2 * MAX_RECORD_BYTES
         #: Intact entries that could not be decoded at start (skipped), and bytes of torn tail cut.
         self.skipped = 0
         self.repaired_bytes = 0
+        self._full = LogBudget()
 
     # -- start-up --------------------------------------------------------------------------------
 
@@ -112,34 +126,33 @@ class CommandJournal:
         """Replay the journal (and, once, the ids of an older agent's ``commands-seen`` file ``legacy``)."""
         if self.path is None:
             return
-        migrated = read_seen_file(legacy) if legacy is not None else []
+        migrated = read_seen_file(legacy, self._dir) if legacy is not None else []
         for command_id in migrated:
             self._seen.add(command_id)
         try:
-            data = self.path.read_bytes() if self.path.exists() else b""
-        except OSError as exc:
+            for count, (start, payload) in enumerate(self._journal_file().read(), 1):
+                try:
+                    self._apply(payload)
+                except (ValueError, struct.error, DecodeError) as exc:
+                    self.skipped += 1
+                    self._full.log(log, logging.WARNING, _SKIPPED, start, self.path, exc)
+                if count % 1000 == 0:  # memory stays within the bounds however long the file
+                    self._enforce_bounds(running=True)
+        except UnsafeStateDir:
+            raise
+        except (OSError, StateDirError) as exc:
             # Never overwrite what could not be read: this run keeps its journal in memory only.
             log.error("Command journal: cannot read %s: %s (kept in memory only until a restart)", self.path, exc)
+            self.close()
             self.path = None
             return
-        end = 0
-        for start, payload in read_frames(data):
-            end = start + len(payload)
-            try:
-                self._apply(payload)
-            except (ValueError, struct.error, DecodeError) as exc:
-                self.skipped += 1
-                log.warning("Command journal: skipped a corrupt entry at byte %d of %s (%s)", start, self.path, exc)
-        try:
-            self.repaired_bytes = cut_tail(self.path, end, len(data), f"Command journal {self.path}")
-        except OSError as exc:
-            log.error("Command journal: cannot repair %s: %s", self.path, exc)
-        self._size = end
-        dropped = self._enforce_bounds()
+        file = self._journal_file()
+        self.repaired_bytes = file.repaired_bytes
+        dropped = self._enforce_bounds(running=True)
         self._interrupted = [e for e in self._entries.values() if e.running]
-        compacted = bool(migrated or dropped or self._size >= self._compact_at) and self._compact()
+        compacted = bool(migrated or dropped or file.size >= self._compact_at) and self._compact()
         if migrated and compacted and legacy is not None:  # its ids are in the journal now
-            legacy.unlink(missing_ok=True)
+            file.directory.unlink(legacy.name)
             log.info("Command journal: took over %d command ids from %s", len(migrated), legacy)
         if self._unacked:
             count = len(self._unacked)
@@ -149,15 +162,14 @@ class CommandJournal:
         kind, at = _ENTRY.unpack_from(payload)
         body = payload[_ENTRY.size :]
         if kind == SEEN:
-            self._seen.add(body.decode())
+            self._seen.add(_valid_id(body.decode()))
         elif kind in (RESPONSE, ANSWERED):
             response = pb.CommandResponseMessage.FromString(body)
-            if not response.command_id:
-                raise ValueError("response without command_id")
+            _valid_id(response.command_id)
             self._remember(response, at, unacked=kind == RESPONSE)
         elif kind == ACK:
             (status,) = _ACK.unpack_from(body)
-            self._unacked.pop((body[_ACK.size :].decode(), status), None)
+            self._unacked.pop((_valid_id(body[_ACK.size :].decode()), status), None)
         else:
             raise ValueError(f"unknown entry kind {kind!r}")
 
@@ -207,43 +219,51 @@ class CommandJournal:
         if unacked:
             self._unacked[(command_id, response.status)] = response
 
-    def _enforce_bounds(self) -> int:
-        """Forget the oldest finished commands beyond the bounds (their ids stay seen); returns how many."""
+    def _enforce_bounds(self, *, running: bool = False) -> int:
+        """Forget the oldest finished commands beyond the bounds (their ids stay seen); returns how
+        many. With ``running`` (replaying a file) also running ones beyond ``remember_finals``."""
         finished = [e for e in self._entries.values() if not e.running]
-        dropped = 0
+        victims = []
         while finished and (len(finished) > self._remember_finals or self._bytes > self._max_bytes):
-            victim = finished.pop(0)
-            del self._entries[victim.command_id]
+            victims.append(victim := finished.pop(0))
             self._bytes -= victim.latest.ByteSize()
-            dropped += 1
+        if running:  # no agent runs that many at once: a file that says so is not believed
+            busy = [e for e in self._entries.values() if e.running]
+            victims += busy[: max(0, len(busy) - self._remember_finals)]
+        for victim in victims:
+            if victim.running:
+                self._bytes -= victim.latest.ByteSize()
+            del self._entries[victim.command_id]
             for status in {pb.DELIVERED, victim.latest.status}:
                 if self._unacked.pop((victim.command_id, status), None) is not None:
-                    log.warning(
+                    self._full.log(
+                        log,
+                        logging.WARNING,
                         "Command journal full: the unacknowledged %s response to command %s is not kept on disk",
                         pb.CommandStatus.Name(status),
                         shown(victim.command_id),
                     )
-        return dropped
+        return len(victims)
+
+    def _journal_file(self) -> JournalFile:
+        if self._file is None:
+            assert self.path is not None
+            self._file = JournalFile(self.path, self._dir, fsync=self.fsync, max_file_bytes=self.max_file_bytes)
+        return self._file
 
     def _append(self, payload: bytes, *, fsync: bool) -> None:
         if self.path is None:
             return
         try:
-            if self._fd is None:
-                self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
-                if self.fsync:
-                    fsync_dir(self.path.parent)
-            write_frame(self._fd, payload, fsync=fsync)
-        except OSError as exc:
+            self._journal_file().append(payload, fsync=fsync)
+        except (OSError, StateDirError) as exc:
             log.error("Command journal: cannot write to %s: %s (kept in memory only)", self.path, exc)
             return
-        self._size += FRAME_HEADER_BYTES + len(payload)
-        if self._size >= self._compact_at:
+        if self._journal_file().size >= self._compact_at:
             self._compact()
 
     def _compact(self) -> bool:
         """Rewrite the file with only what is kept (atomic replace), so it does not grow forever."""
-        assert self.path is not None
         frames = [frame(_ENTRY.pack(SEEN, 0.0) + i.encode()) for i in self._seen if i not in self._entries]
         for entry in self._entries.values():
             delivered = self._unacked.get((entry.command_id, pb.DELIVERED))
@@ -252,30 +272,27 @@ class CommandJournal:
             kind = RESPONSE if (entry.command_id, entry.latest.status) in self._unacked else ANSWERED
             frames.append(frame(_ENTRY.pack(kind, entry.accepted_at) + entry.latest.SerializeToString()))
         data = b"".join(frames)
-        tmp = self.path.with_name(self.path.name + ".tmp")
+        file = self._journal_file()
         try:
-            with tmp.open("wb") as f:
-                f.write(data)
-                f.flush()
-                if self.fsync:
-                    os.fsync(f.fileno())
-            tmp.replace(self.path)
-            if self.fsync:
-                fsync_dir(self.path.parent)
-        except OSError as exc:
+            file.rewrite(data)
+        except (OSError, StateDirError) as exc:
             log.warning("Command journal: cannot compact %s: %s", self.path, exc)
-            self._compact_at = self._size + COMPACT_MIN_BYTES  # try again later, not on every write
+            self._compact_at = file.size + COMPACT_MIN_BYTES  # try again later, not on every write
             return False
-        self.close()  # the next append opens the new file
-        self._size = len(data)
         self._compact_at = max(2 * len(data), len(data) + COMPACT_MIN_BYTES)
         return True
 
     def close(self) -> None:
         """Close the file (idempotent); everything written is on disk for the next start."""
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+def _valid_id(command_id: str) -> str:
+    if not is_id(command_id):
+        raise ValueError(f"invalid command id {shown(command_id, 40)}")
+    return command_id
 
 
 def _s(count: int) -> str:

@@ -4,9 +4,10 @@ Every collected record enters the spool -- written to the on-disk store (:mod:`s
 before it is sent -- and leaves it only on a positive ack, or when the bound is reached: then the
 oldest record is dropped, counted and logged, and the count travels upstream in heartbeats. The
 newest ``memory_records`` records are also kept parsed in memory; older ones are read back from
-disk when replayed. After a reconnect (or a retriable negative ack) :meth:`Spool.rewind` puts
-every unacknowledged record back in front of the send cursor, so they are replayed in sequence
-order. Without a store (tests, benchmarks) the spool is memory only.
+disk when replayed. At start at most ``max_records`` records are taken from disk, however many
+are there (the oldest beyond are dropped and counted). After a reconnect (or a retriable negative
+ack) :meth:`Spool.rewind` puts every unacknowledged record back in front of the send cursor, so
+they are replayed in sequence order. Without a store (tests, benchmarks) the spool is memory only.
 """
 
 from __future__ import annotations
@@ -46,6 +47,12 @@ class Spool:
             self._index[seq] = location
             self._remember(pb.MetricsData.FromString(payload))
             self.replayed_from_disk += 1
+            if len(self._index) > self.max_records:  # more on disk than the bound: the oldest go
+                oldest, _ = self._index.popitem(last=False)
+                self._cache.pop(oldest, None)
+                self.dropped += 1
+        if self.dropped:
+            log.warning("Spool: %d records on disk beyond the bound (%d) dropped", self.dropped, self.max_records)
         self._highest = self._store.last_sequence
         self.last_acked = self._store.acked
         if self._index:
@@ -95,8 +102,9 @@ class Spool:
             if record is not None:
                 return record
             location = self._index[seq]
-            if location is not None and self._store is not None:
-                return pb.MetricsData.FromString(self._store.read(location))
+            payload = self._store.read(location) if location is not None and self._store is not None else None
+            if payload is not None:
+                return pb.MetricsData.FromString(payload)
         return None
 
     def hold(self) -> None:

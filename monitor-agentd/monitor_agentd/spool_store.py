@@ -5,33 +5,38 @@ Layout under ``<state_dir>/spool/``::
     acked                          highest sequence known durable upstream (atomic replace)
     seg-00000000000000000001.log   records, the file named after its first sequence number
 
-Each record is ``>II`` (payload length, CRC-32 of payload) followed by the serialized MetricsData,
-written with a single ``write(2)`` on an ``O_APPEND`` descriptor *before* the record is sent. A
-``kill -9`` at any moment therefore leaves every completed write intact; a torn or corrupt tail
-(only possible on power loss) is detected by length/CRC at the next start and cut off. With
-``fsync`` on, each append is also flushed to stable storage. A segment is deleted once every record
-in it is acknowledged (or dropped by the bound). The framing functions at the end of this module
-serve the command journal (:mod:`journal`) too.
+Each record is a frame (:mod:`framing`) holding the serialized MetricsData, written with a single
+``write(2)`` on an ``O_APPEND`` descriptor *before* the record is sent. A ``kill -9`` at any moment
+therefore leaves every completed write intact; a torn or corrupt tail (only possible on power loss)
+is detected by length/CRC at the next start and cut off. With ``fsync`` on, each append is also
+flushed to stable storage. A segment is deleted once every record in it is acknowledged (or
+dropped by the bound).
+
+Every file is opened under the directory's descriptor without following links
+(:mod:`statefiles`): a symbolic link (or anything but a plain file) named like a segment is
+removed, never read or truncated; one at ``acked`` is refused (:class:`UnsafeStateDir`); an
+``acked`` that is not a number of at most 20 digits counts as nothing acknowledged.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import struct
-import zlib
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from monitor_agentd.errors import UnsafeStateDir
+from monitor_agentd.framing import FRAME_HEADER_BYTES, cut_tail, read_frames, write_frame
+from monitor_agentd.statefiles import SafeDir
+from monitoring_common.untrusted import shown
+
 log = logging.getLogger(__name__)
 
-_HEADER = struct.Struct(">II")
-#: What the framing adds to each payload.
-FRAME_HEADER_BYTES = _HEADER.size
-#: Larger than any record we write; a length beyond it means corruption.
-MAX_RECORD_BYTES = 16 * 1024 * 1024
+_SEGMENT = re.compile(r"seg-[0-9]{20}\.log")
+#: ``acked`` holds one sequence number: more than this is not one.
+_ACKED_BYTES = 32
 
 
 @dataclass
@@ -54,10 +59,16 @@ class Location:
 
 
 class SpoolStore:
-    """Segments of one agent's state directory (a single writer: the agent holds a lock)."""
+    """Segments of one agent's state directory (a single writer: the agent holds a lock).
 
-    def __init__(self, directory: Path, *, segment_records: int = 1000, fsync: bool = True) -> None:
-        self.dir = directory
+    ``directory`` is the spool directory, already opened (:meth:`StateDir.spool`) or a path to
+    open (and create) at :meth:`open`.
+    """
+
+    def __init__(self, directory: Path | SafeDir, *, segment_records: int = 1000, fsync: bool = True) -> None:
+        self._dir = directory if isinstance(directory, SafeDir) else None
+        self._owns_dir = self._dir is None
+        self.path = directory.path if isinstance(directory, SafeDir) else directory
         self.segment_records = segment_records
         self.fsync = fsync
         self.acked = 0
@@ -66,40 +77,70 @@ class SpoolStore:
         self._current_count = 0
         self.repaired_bytes = 0
 
+    @property
+    def dir(self) -> SafeDir:
+        """The open spool directory."""
+        if self._dir is None:
+            self._dir = SafeDir.open(self.path)
+        return self._dir
+
     # -- start-up --------------------------------------------------------------------------------
 
     def open(self) -> Iterator[tuple[int, bytes, Location]]:
         """Scan and repair the segments; yields (sequence, payload, location) of unacked records."""
-        self.dir.mkdir(parents=True, exist_ok=True)
-        acked_file = self.dir / "acked"
-        with contextlib.suppress(FileNotFoundError, ValueError):
-            self.acked = int(acked_file.read_text().strip() or 0)
-        for path in sorted(self.dir.glob("seg-*.log")):
+        self.acked = self._read_acked()
+        for name in sorted(n for n in self.dir.names() if _SEGMENT.fullmatch(n)):
+            path = self.path / name
             segment = Segment(path, first=0, last=0, size=0)
-            for seq, payload, location in self._scan(path):
-                segment.first = segment.first or seq
-                segment.last = seq
-                segment.size = location.offset + location.length
-                if seq > self.acked:
-                    yield seq, payload, location
+            try:
+                fd = self.dir.open_file(name, os.O_RDWR)
+            except (UnsafeStateDir, OSError) as exc:
+                log.warning("Spool: removing %s without reading it: %s", path, exc)
+                self._remove(name)
+                continue
+            try:
+                for seq, payload, location in self._scan(fd, path):
+                    segment.first = segment.first or seq
+                    segment.last = seq
+                    segment.size = location.offset + location.length
+                    if seq > self.acked:
+                        yield seq, payload, location
+            finally:
+                os.close(fd)
             if segment.last == 0 or segment.last <= self.acked:
-                path.unlink(missing_ok=True)  # empty, or everything in it is acknowledged
+                self._remove(name)  # empty, or everything in it is acknowledged
                 continue
             self.segments.append(segment)
 
-    def _scan(self, path: Path) -> Iterator[tuple[int, bytes, Location]]:
+    def _read_acked(self) -> int:
+        data = self.dir.read_small("acked", _ACKED_BYTES)  # a link there is refused: UnsafeStateDir
+        text = (data or b"").strip()
+        if data is None or not text:
+            return 0
+        if len(data) > _ACKED_BYTES or not text.isdigit() or len(text) > 20:
+            log.warning("Spool: ignoring the unreadable acked sequence in %s: %s", self.path / "acked", shown(text))
+            return 0
+        return int(text)
+
+    def _scan(self, fd: int, path: Path) -> Iterator[tuple[int, bytes, Location]]:
         from monitoring.v1 import monitoring_pb2 as pb
 
-        data = path.read_bytes()
+        size = os.fstat(fd).st_size
         end = 0
-        for start, payload in read_frames(data):
+        for start, payload in read_frames(fd, size):
             try:
                 seq = pb.MetricsData.FromString(payload).sequence
             except Exception:
                 break
             yield seq, payload, Location(path, start, len(payload))
             end = start + len(payload)
-        self.repaired_bytes += cut_tail(path, end, len(data), f"Spool segment {path.name}")
+        self.repaired_bytes += cut_tail(fd, end, size, f"Spool segment {path.name}")
+
+    def _remove(self, name: str) -> None:
+        try:
+            self.dir.unlink(name)
+        except OSError as exc:
+            log.warning("Spool: cannot remove %s: %s", self.path / name, exc.strerror or exc)
 
     @property
     def last_sequence(self) -> int:
@@ -114,7 +155,7 @@ class SpoolStore:
             self._roll(sequence)
         assert self._fd is not None
         segment = self.segments[-1]
-        offset = segment.size + _HEADER.size
+        offset = segment.size + FRAME_HEADER_BYTES
         write_frame(self._fd, payload, fsync=self.fsync)
         segment.size = offset + len(payload)
         segment.last = sequence
@@ -124,19 +165,31 @@ class SpoolStore:
     def _roll(self, first: int) -> None:
         if self._fd is not None:
             os.close(self._fd)
-        path = self.dir / f"seg-{first:020d}.log"
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
-        self.segments.append(Segment(path, first=first, last=first - 1, size=os.fstat(self._fd).st_size))
+            self._fd = None
+        name = f"seg-{first:020d}.log"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+        try:
+            fd = self.dir.open_file(name, flags)
+        except UnsafeStateDir as exc:  # not ours: remove the name (never what it points to), start afresh
+            log.warning("Spool: replacing %s: %s", self.path / name, exc)
+            fd = self.dir.open_file(name, flags, fresh=True)
+        self._fd = fd
+        self.segments.append(Segment(self.path / name, first=first, last=first - 1, size=os.fstat(fd).st_size))
         self._current_count = 0
         if self.fsync:
-            fsync_dir(self.dir)
+            self.dir.fsync()
 
-    @staticmethod
-    def read(location: Location) -> bytes:
-        """The payload stored at ``location``."""
-        with location.segment.open("rb") as f:
-            f.seek(location.offset)
-            return f.read(location.length)
+    def read(self, location: Location) -> bytes | None:
+        """The payload stored at ``location``; None (logged) if its segment is no longer a plain file."""
+        try:
+            fd = self.dir.open_file(location.segment.name, os.O_RDONLY)
+        except (UnsafeStateDir, OSError) as exc:
+            log.error("Spool: cannot read back a record from %s: %s", location.segment, exc)
+            return None
+        try:
+            return os.pread(fd, location.length, location.offset)
+        finally:
+            os.close(fd)
 
     # -- acknowledging -------------------------------------------------------------------------------
 
@@ -145,11 +198,9 @@ class SpoolStore:
         if sequence <= self.acked:
             return
         self.acked = sequence
-        tmp = self.dir / "acked.tmp"
-        tmp.write_text(f"{sequence}\n")
-        tmp.replace(self.dir / "acked")
+        self.dir.replace("acked", f"{sequence}\n".encode(), fsync=False)  # a lost ack means a resend
         while self.segments and self.segments[0].last <= sequence and not self._is_current(self.segments[0]):
-            self.segments.pop(0).path.unlink(missing_ok=True)
+            self._remove(self.segments.pop(0).path.name)
 
     def _is_current(self, segment: Segment) -> bool:
         return self._fd is not None and segment is self.segments[-1]
@@ -161,51 +212,6 @@ class SpoolStore:
                 os.fsync(self._fd)
             os.close(self._fd)
             self._fd = None
-
-
-# -- the framing, shared with the command journal -------------------------------------------------
-
-
-def frame(payload: bytes) -> bytes:
-    """``payload`` with its ``>II`` (length, CRC-32) header, ready for one ``write(2)``."""
-    return _HEADER.pack(len(payload), zlib.crc32(payload)) + payload
-
-
-def write_frame(fd: int, payload: bytes, *, fsync: bool) -> None:
-    """Append one framed ``payload`` to ``fd`` (opened ``O_APPEND``) in a single write, then fsync."""
-    os.write(fd, frame(payload))
-    if fsync:
-        os.fsync(fd)
-
-
-def read_frames(data: bytes) -> Iterator[tuple[int, bytes]]:
-    """(offset, payload) of each intact frame of ``data``, from the start up to the first torn or
-    corrupt one (bad length or CRC); the caller cuts the file there (:func:`cut_tail`)."""
-    offset = 0
-    while offset + _HEADER.size <= len(data):
-        length, crc = _HEADER.unpack_from(data, offset)
-        start = offset + _HEADER.size
-        payload = data[start : start + length]
-        if length > MAX_RECORD_BYTES or len(payload) < length or zlib.crc32(payload) != crc:
-            return
-        yield start, payload
-        offset = start + length
-
-
-def cut_tail(path: Path, end: int, size: int, what: str) -> int:
-    """Truncate ``path`` (``size`` bytes) to ``end``, the end of its last good frame; returns the bytes cut."""
-    if end >= size:
-        return 0
-    log.warning("%s: cut %d bytes of torn or corrupt tail", what, size - end)
-    with path.open("r+b") as f:
-        f.truncate(end)
-    return size - end
-
-
-def fsync_dir(directory: Path) -> None:
-    """Make a file created or renamed in ``directory`` durable."""
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        if self._owns_dir and self._dir is not None:
+            self._dir.close()
+            self._dir = None

@@ -1,5 +1,12 @@
 """The agent's state directory: one agent per directory (a lock), the spool, command ids and the
-number of its last connection."""
+number of its last connection.
+
+The directory is opened and checked once (:class:`statefiles.SafeDir`: owned by the agent's user
+or root, not writable by group or others) and every file in it is opened through that descriptor
+without following links. A link or non-file at ``lock`` is refused (:class:`UnsafeStateDir`,
+exit 78); the ``connection`` file is never fatal: a link there is logged and replaced, never
+followed, and only a number of at most 20 digits is taken from it.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from monitor_agentd.errors import StateDirError
+from monitor_agentd.statefiles import SafeDir, parent_of
+from monitoring_common.untrusted import shown
 
 log = logging.getLogger(__name__)
 
@@ -21,25 +30,43 @@ class StateDir:
     def __init__(self, path: str) -> None:
         self.path = Path(path)
         self._lock_fd: int | None = None
+        self._dir: SafeDir | None = None
 
     def acquire(self) -> None:
-        """Create the directory and take its lock, or raise :class:`StateDirError`."""
+        """Create (0700) and check the directory and take its lock, or raise :class:`StateDirError`
+        (:class:`UnsafeStateDir` if it is not private to the agent or ``lock`` is not a plain file)."""
+        directory = SafeDir.open(self.path)
         try:
-            self.path.mkdir(parents=True, exist_ok=True, mode=0o750)
-            fd = os.open(self.path / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            fd = directory.open_file("lock", os.O_RDWR | os.O_CREAT)
         except OSError as exc:
+            directory.close()
             raise StateDirError(f"cannot use state directory {self.path}: {exc.strerror}") from None
+        except BaseException:
+            directory.close()
+            raise
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            holder = shown(os.pread(fd, 32, 0).strip()) or "?"
             os.close(fd)
+            directory.close()
             raise StateDirError(
                 f"state directory {self.path} is in use by another monitor-agentd (pid {holder})"
             ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._lock_fd = fd
+        self._dir = directory
+
+    @property
+    def dir(self) -> SafeDir:
+        """The open, checked directory (after :meth:`acquire`)."""
+        assert self._dir is not None, "acquire() first"
+        return self._dir
+
+    def spool(self) -> SafeDir:
+        """The spool directory, opened (created 0700) under this one without following a link."""
+        return self.dir.subdir("spool")
 
     @property
     def spool_dir(self) -> Path:
@@ -58,13 +85,16 @@ class StateDir:
 
     def connections(self) -> ConnectionNumbers:
         """The agent's connection numbers, continued from the ones used before this process."""
-        return ConnectionNumbers(self.connection_file)
+        return ConnectionNumbers(self.connection_file, directory=self._dir)
 
     def release(self) -> None:
         """Give the lock up (idempotent); another agent may use the directory then."""
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
+        if self._dir is not None:
+            self._dir.close()
+            self._dir = None
 
 
 class ConnectionNumbers:
@@ -77,8 +107,11 @@ class ConnectionNumbers:
     its clock did not jump back. A file that cannot be read or written is logged, never fatal.
     """
 
-    def __init__(self, path: Path | None, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, path: Path | None, *, clock: Callable[[], float] = time.time, directory: SafeDir | None = None
+    ) -> None:
         self._path = path
+        self._dir = directory
         self._clock = clock
         self._last = self._load()
 
@@ -98,28 +131,29 @@ class ConnectionNumbers:
         if self._path is None:
             return 0
         try:
-            text = self._path.read_text(encoding="ascii").strip()
-        except FileNotFoundError:
-            return 0
-        except (OSError, UnicodeDecodeError) as exc:
+            with parent_of(self._path, self._dir) as directory:
+                data = directory.read_small(self._path.name, _NUMBER_BYTES)
+        except (OSError, StateDirError) as exc:  # a link too: not followed, replaced at the next store
             log.warning("Cannot read the last connection number from %s: %s", self._path, exc)
             return 0
-        if not text.isdigit():
-            log.warning("Ignoring the unreadable last connection number in %s: %r", self._path, text[:40])
+        text = (data or b"").strip()
+        if data is None:
+            return 0
+        if len(data) > _NUMBER_BYTES or not text.isdigit() or len(text) > 20:
+            log.warning("Ignoring the unreadable last connection number in %s: %s", self._path, shown(text, 40))
             return 0
         return int(text)
 
     def _store(self, number: int) -> None:
         if self._path is None:
             return
-        tmp = self._path.with_name(self._path.name + ".tmp")
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-            try:
-                os.write(fd, f"{number}\n".encode())
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, self._path)
-        except OSError as exc:
-            log.warning("Cannot keep connection number %d in %s: %s", number, self._path, exc.strerror or exc)
+            with parent_of(self._path, self._dir) as directory:
+                directory.replace(self._path.name, f"{number}\n".encode(), fsync=True)
+        except (OSError, StateDirError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            log.warning("Cannot keep connection number %d in %s: %s", number, self._path, reason)
+
+
+#: ``connection`` holds one number: more than this is not one.
+_NUMBER_BYTES = 32

@@ -27,14 +27,14 @@ def segments(directory: Path) -> list[str]:
 def test_append_then_reopen_yields_every_record(tmp_path: Path) -> None:
     store = fill(tmp_path, 7)
     location = store.append(8, payload(8))
-    assert SpoolStore.read(location) == payload(8)
+    assert store.read(location) == payload(8)
     store.close()
     assert segments(tmp_path) == [f"seg-{first:020d}.log" for first in (1, 4, 7)]
 
     again = SpoolStore(tmp_path, segment_records=3)
     found = list(again.open())
     assert [seq for seq, _, _ in found] == list(range(1, 9))
-    assert all(SpoolStore.read(loc) == data for _, data, loc in found)
+    assert all(again.read(loc) == data for _, data, loc in found)
     assert again.last_sequence == 8 and again.repaired_bytes == 0
     again.close()
 
