@@ -23,6 +23,18 @@ ID_RULE = "1-128 characters of A-Z a-z 0-9 . _ @ : -, starting with a letter or 
 #: Characters of an untrusted value a log line shows at most (before escaping).
 SHOWN_CHARS = 96
 
+#: The default bounds of a command, the one source of both ends' defaults: monitord.yaml
+#: ``commands.max_name_chars`` ... (beyond them monitord answers INVALID) and agent.yaml
+#: ``commands.max_name_chars`` ... (beyond them the agent answers REJECTED, unstored).
+#: Longest command name, in characters.
+DEFAULT_MAX_COMMAND_NAME_CHARS = 128
+#: Longest ``requested_by``, in characters.
+DEFAULT_MAX_REQUESTED_BY_CHARS = 256
+#: Most arguments of one command.
+DEFAULT_MAX_COMMAND_ARGS = 64
+#: Longest argument, in UTF-8 bytes.
+DEFAULT_MAX_COMMAND_ARG_BYTES = 4096
+
 
 def shown(value: str | bytes | None, limit: int = SHOWN_CHARS) -> str:
     """``value`` escaped for a log line and cut after ``limit`` characters (the rest is counted)."""

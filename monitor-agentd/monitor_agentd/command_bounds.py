@@ -5,7 +5,10 @@ chooses every field. :class:`monitor_agentd.commands.CommandRunner` checks a com
 before it is journaled, remembered as seen or run. A command whose id is not a
 :data:`config.COMMAND_ID` is dropped -- nothing could correlate an answer to it -- and reported by
 :class:`DroppedCommands` in at most one line per interval; a command with a valid id and a name,
-``requested_by`` or arguments beyond the bounds in :mod:`config` is answered REJECTED, unstored.
+``requested_by`` or arguments beyond the bounds of agent.yaml's ``commands`` section
+(``max_name_chars``, ``max_requested_by_chars``, ``max_args``, ``max_arg_bytes``; by default
+monitord's own, :mod:`monitoring_common.untrusted`) is answered REJECTED, unstored. The bounds are
+passed in, so a reload applies them to the next command.
 """
 
 from __future__ import annotations
@@ -14,13 +17,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from monitor_agentd.config import (
-    COMMAND_ID,
-    MAX_COMMAND_ARG_BYTES,
-    MAX_COMMAND_ARGS,
-    MAX_COMMAND_NAME_CHARS,
-    MAX_REQUESTED_BY_CHARS,
-)
+from monitor_agentd.config import COMMAND_ID, CommandsSection
 from monitoring.v1 import monitoring_pb2 as pb
 from monitoring_common.untrusted import LogBudget, shown
 
@@ -28,6 +25,9 @@ log = logging.getLogger(__name__)
 
 #: Seconds between two warnings about dropped commands (the drops between are counted).
 WARN_EVERY_SECONDS = 60.0
+#: Warnings about commands rejected for their bounds: at most this many per REJECT_WINDOW_SECONDS.
+REJECT_WARNINGS = 10
+REJECT_WINDOW_SECONDS = 10.0
 
 
 def valid_id(command_id: str) -> bool:
@@ -35,35 +35,46 @@ def valid_id(command_id: str) -> bool:
     return COMMAND_ID.fullmatch(command_id) is not None
 
 
-def problem(command: pb.CommandMessage) -> str | None:
-    """Why ``command`` (with a valid id) exceeds the bounds, in a few words; None if it does not."""
-    if len(command.command) > MAX_COMMAND_NAME_CHARS:
-        return f"command name longer than {MAX_COMMAND_NAME_CHARS} characters"
-    if len(command.requested_by) > MAX_REQUESTED_BY_CHARS:
-        return f"requested_by longer than {MAX_REQUESTED_BY_CHARS} characters"
-    if len(command.args) > MAX_COMMAND_ARGS:
-        return f"{len(command.args)} arguments (limit {MAX_COMMAND_ARGS})"
-    if any(len(arg.encode()) > MAX_COMMAND_ARG_BYTES for arg in command.args):
-        return f"an argument is longer than {MAX_COMMAND_ARG_BYTES} bytes"
+def problem(command: pb.CommandMessage, bounds: CommandsSection) -> str | None:
+    """Why ``command`` (with a valid id) exceeds ``bounds``, in a few words; None if it does not."""
+    if len(command.command) > bounds.max_name_chars:
+        return f"command name longer than {bounds.max_name_chars} characters"
+    if len(command.requested_by) > bounds.max_requested_by_chars:
+        return f"requested_by longer than {bounds.max_requested_by_chars} characters"
+    if len(command.args) > bounds.max_args:
+        return f"{len(command.args)} arguments (limit {bounds.max_args})"
+    if any(len(arg.encode()) > bounds.max_arg_bytes for arg in command.args):
+        return f"an argument is longer than {bounds.max_arg_bytes} bytes"
     return None
 
 
-def trimmed(command: pb.CommandMessage) -> pb.CommandMessage:
+def trimmed(command: pb.CommandMessage, bounds: CommandsSection) -> pb.CommandMessage:
     """What an answer to an out-of-bounds ``command`` may repeat of it: the id, and the name and
-    ``requested_by`` only where they are within the bounds (so monitord can store the answer)."""
+    ``requested_by`` only where they are within ``bounds`` (so monitord can store the answer)."""
+    name_ok = len(command.command) <= bounds.max_name_chars
+    requested_by_ok = len(command.requested_by) <= bounds.max_requested_by_chars
     return pb.CommandMessage(
         command_id=command.command_id,
-        command=command.command if len(command.command) <= MAX_COMMAND_NAME_CHARS else "",
-        requested_by=command.requested_by if len(command.requested_by) <= MAX_REQUESTED_BY_CHARS else "",
+        command=command.command if name_ok else "",
+        requested_by=command.requested_by if requested_by_ok else "",
     )
 
 
 class DroppedCommands:
-    """Commands dropped for an invalid id: one warning line per ``every`` seconds, the rest counted
-    (:class:`monitoring_common.untrusted.LogBudget`, the throttle of all refused input)."""
+    """The log of refused commands, within a budget (:class:`monitoring_common.untrusted.LogBudget`,
+    the throttle of all refused input): a command dropped for an invalid id gets one warning line
+    per ``every`` seconds, one rejected for its bounds ``REJECT_WARNINGS`` per
+    ``REJECT_WINDOW_SECONDS``; the rest are counted. A flood costs a few lines of log, not one each."""
 
     def __init__(self, *, clock: Callable[[], float] = time.monotonic, every: float = WARN_EVERY_SECONDS) -> None:
         self._budget = LogBudget(lines=1, seconds=every, clock=clock)
+        self._rejected = LogBudget(lines=REJECT_WARNINGS, seconds=REJECT_WINDOW_SECONDS, clock=clock)
+
+    def reject(self, command: pb.CommandMessage, problem: str) -> None:
+        """Log that ``command`` (valid id) was rejected unstored for ``problem``, within the budget."""
+        self._rejected.log(
+            log, logging.WARNING, "✗ Command %s rejected unstored: %s", shown(command.command_id), problem
+        )
 
     def drop(self, command: pb.CommandMessage) -> None:
         """Count ``command`` as dropped; warn unless a warning was logged less than ``every`` ago."""

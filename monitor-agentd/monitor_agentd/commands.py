@@ -109,10 +109,10 @@ class CommandRunner:
         if not command_bounds.valid_id(command.command_id):
             self._dropped.drop(command)
             return
-        problem = command_bounds.problem(command)
+        problem = command_bounds.problem(command, self.cfg)
         if problem is not None:
-            log.warning("✗ Command %s rejected unstored: %s", shown(command.command_id), problem)
-            self._final(command_bounds.trimmed(command), pb.REJECTED, message=problem, journaled=False)
+            self._dropped.reject(command, problem)
+            self._final(command_bounds.trimmed(command, self.cfg), pb.REJECTED, message=problem, journaled=False)
             return
         if self._journal.seen(command.command_id):
             self._answer_duplicate(command)
@@ -279,13 +279,13 @@ class CommandRunner:
         )
         response.started_at.CopyFrom(_ts(started))
         response.finished_at.CopyFrom(_ts(finished))
+        if not journaled:  # out of bounds: answered once, never kept, logged within a budget (above)
+            self._responses.add_response(response)
+            return
         log.info(
             "✓ Command %s (%s) → %s", shown(command.command_id), shown(command.command), pb.CommandStatus.Name(status)
         )
-        if journaled:
-            self._send(response)
-        else:  # out of bounds: answered once, never kept (a redelivery is answered the same way)
-            self._responses.add_response(response)
+        self._send(response)
 
     async def close(self) -> None:
         """Cancel running commands (their process groups are killed by the executor)."""

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Literal
 
+from monitoring_common import untrusted
 from monitoring_common.config_loader import InvalidField, setting, split_hostport
 from monitoring_common.sections import LoggingSection, MetricsSection
 from monitoring_common.transport import MIN_CLIENT_PING_INTERVAL_SECONDS
@@ -119,6 +120,13 @@ class ConnectionSection:
     compression: Literal["none", "gzip"] = setting(
         "gzip", "Compression of what the agent sends (records, heartbeats, command output); takes effect on reconnect."
     )
+    max_receive_message_bytes: int = setting(
+        1_048_576,
+        "Largest message accepted from the server (a command with all its arguments must fit); a larger"
+        " one ends the stream (RESOURCE_EXHAUSTED) and the agent reconnects; takes effect on reconnect.",
+        min=65_536,
+        max=64 * 1024 * 1024,
+    )
 
     def __post_init__(self) -> None:
         if self.backoff_max_seconds < self.backoff_initial_seconds:
@@ -160,13 +168,6 @@ PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 #: with a letter or digit -- the one id pattern monitord applies too. A command with any other id is
 #: dropped unanswered (nothing could correlate an answer) and never stored.
 COMMAND_ID = ID
-#: Longest command name and ``requested_by`` (characters), most arguments and longest argument
-#: (UTF-8 bytes) the agent accepts; monitord's own defaults (commands.max_name_chars,
-#: max_requested_by_chars, max_args, max_arg_bytes). Beyond them: REJECTED, and not stored.
-MAX_COMMAND_NAME_CHARS = 128
-MAX_REQUESTED_BY_CHARS = 256
-MAX_COMMAND_ARGS = 64
-MAX_COMMAND_ARG_BYTES = 4096
 
 
 @dataclass(frozen=True)
@@ -234,6 +235,32 @@ class CommandsSection:
     )
     kill_grace_seconds: float = setting(
         2.0, "After SIGTERM to a timed-out command's process group, SIGKILL follows after this.", min=0, max=60
+    )
+    # The bounds of a command from the server, checked before anything of it is kept; monitord's
+    # defaults (monitoring_common.untrusted), so what monitord passes on the agent accepts.
+    max_name_chars: int = setting(
+        untrusted.DEFAULT_MAX_COMMAND_NAME_CHARS,
+        "A command whose name is longer (characters) is REJECTED, and not stored.",
+        min=1,
+        max=4096,
+    )
+    max_requested_by_chars: int = setting(
+        untrusted.DEFAULT_MAX_REQUESTED_BY_CHARS,
+        "A command whose requested_by is longer (characters) is REJECTED, and not stored.",
+        min=1,
+        max=4096,
+    )
+    max_args: int = setting(
+        untrusted.DEFAULT_MAX_COMMAND_ARGS,
+        "A command with more arguments is REJECTED, and not stored.",
+        min=0,
+        max=10_000,
+    )
+    max_arg_bytes: int = setting(
+        untrusted.DEFAULT_MAX_COMMAND_ARG_BYTES,
+        "A command with a longer argument (UTF-8 bytes) is REJECTED, and not stored.",
+        min=1,
+        max=1_048_576,
     )
     definitions: Mapping[str, CommandSpec] = setting(
         factory=lambda: MappingProxyType({}),

@@ -29,8 +29,12 @@ log = logging.getLogger(__name__)
 
 
 def channel_options(cfg: ConnectionSection) -> list[tuple[str, int]]:
-    """The agent's channel options: HTTP/2 keepalive agreed with monitord, no channel retries."""
-    return client_keepalive_options(cfg.keepalive_seconds, cfg.keepalive_timeout_seconds)
+    """The agent's channel options: HTTP/2 keepalive agreed with monitord, no channel retries, and
+    the largest message it accepts from the server (``connection.max_receive_message_bytes``)."""
+    return [
+        *client_keepalive_options(cfg.keepalive_seconds, cfg.keepalive_timeout_seconds),
+        ("grpc.max_receive_message_length", cfg.max_receive_message_bytes),
+    ]
 
 
 def stream_metadata(agent_id: str, connection: int) -> tuple[tuple[str, str], ...]:
@@ -119,12 +123,12 @@ class Link:
                     metadata=creds.metadata,
                 )
                 if not ack.success:
-                    raise LinkFailed(f"registration refused: {ack.message}")
-                self.server_id = ack.server_id
-                log.info("✓ Agent registered: %s", ack.message)
+                    raise LinkFailed(f"registration refused: {shown(ack.message, 200)}")
+                self.server_id = shown(ack.server_id)
+                log.info("✓ Agent registered: %s", shown(ack.message, 200))
                 log.info(
                     "Using bidirectional streaming (server %s at %s, connection %d)",
-                    ack.server_id or "?",
+                    self.server_id or "?",
                     address,
                     registration.connection,
                 )
@@ -136,7 +140,7 @@ class Link:
                 self.connected.set()
                 await self._serve(call)
         except grpc.aio.AioRpcError as exc:
-            raise LinkFailed(f"{exc.code().name}: {exc.details()}") from None
+            raise LinkFailed(f"{exc.code().name}: {shown(exc.details(), 200)}") from None
         finally:
             if self.connected_since is not None:
                 self.last_stream_seconds = time.monotonic() - self.connected_since
@@ -154,7 +158,7 @@ class Link:
         except ExceptionGroup as group:
             first = group.exceptions[0]
             if isinstance(first, grpc.aio.AioRpcError):
-                raise LinkFailed(f"{first.code().name}: {first.details()}") from None
+                raise LinkFailed(f"{first.code().name}: {shown(first.details(), 200)}") from None
             if isinstance(first, LinkFailed):
                 raise first from None
             if isinstance(first, asyncio.InvalidStateError):
@@ -190,8 +194,9 @@ class Link:
             elif kind == "command":
                 self._commands.submit(message.command)
             elif kind == "control" and message.control.action == pb.ServerControl.RECONNECT:
-                log.info("Server %s asks to reconnect elsewhere: %s", self.server_id, message.control.reason)
-                self._redirect = message.control.reason or "server asked to reconnect"
+                reason = shown(message.control.reason, 200)
+                log.info("Server %s asks to reconnect elsewhere: %s", self.server_id, reason)
+                self._redirect = reason or "server asked to reconnect"
                 self._outbound.end_stream()
         if self._redirect is not None:
             raise LinkFailed(f"server asked to reconnect ({self._redirect})", immediate=True)
@@ -213,13 +218,15 @@ class Link:
             log.warning(
                 "Server could not store metrics #%d: %s; resending in %.1fs",
                 ack.first_sequence,
-                ack.message,
+                shown(ack.message, 200),
                 self._cfg.retry_nacked_seconds,
             )
             self._outbound.hold()
             self._schedule_resend()
         else:
-            log.error("Server refused metrics #%d..#%d: %s", ack.first_sequence, ack.last_sequence, ack.message)
+            log.error(
+                "Server refused metrics #%d..#%d: %s", ack.first_sequence, ack.last_sequence, shown(ack.message, 200)
+            )
             self._outbound.discard_metrics(ack.first_sequence, ack.last_sequence)
 
     def _on_response_ack(self, ack: pb.Ack) -> None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Literal
 
+from monitoring_common import untrusted
 from monitoring_common.config_loader import InvalidField, setting, split_hostport
 from monitoring_common.sections import LoggingSection, MetricsSection
 from monitoring_common.transport import CompressionName
@@ -209,10 +210,18 @@ class CommandsSection:
         min=1024,
         max=10_485_760,
     )
-    max_name_chars: int = setting(128, "A command whose name is longer is INVALID.", min=1, max=4096)
-    max_requested_by_chars: int = setting(256, "A command whose requested_by is longer is INVALID.", min=1, max=4096)
-    max_args: int = setting(64, "A command with more arguments is INVALID.", min=0, max=10_000)
-    max_arg_bytes: int = setting(4096, "A command with a longer argument is INVALID.", min=1, max=1_048_576)
+    max_name_chars: int = setting(
+        untrusted.DEFAULT_MAX_COMMAND_NAME_CHARS, "A command whose name is longer is INVALID.", min=1, max=4096
+    )
+    max_requested_by_chars: int = setting(
+        untrusted.DEFAULT_MAX_REQUESTED_BY_CHARS, "A command whose requested_by is longer is INVALID.", min=1, max=4096
+    )
+    max_args: int = setting(
+        untrusted.DEFAULT_MAX_COMMAND_ARGS, "A command with more arguments is INVALID.", min=0, max=10_000
+    )
+    max_arg_bytes: int = setting(
+        untrusted.DEFAULT_MAX_COMMAND_ARG_BYTES, "A command with a longer argument is INVALID.", min=1, max=1_048_576
+    )
     consumer_group_prefix: str = setting(
         "monitord-commands",
         "Consumer group the instances share to divide the writing of monitord's own answers (EXPIRED,"

@@ -6,6 +6,7 @@ import logging
 
 import pytest
 
+from monitoring_common import untrusted
 from monitoring_common.untrusted import LogBudget, is_id, shown
 
 
@@ -41,3 +42,18 @@ def test_refused_input_is_logged_within_a_budget(caplog: pytest.LogCaptureFixtur
         "refused 1",
         "refused 50 (48 more like it suppressed)",
     ]
+
+
+def test_both_ends_take_their_command_bounds_defaults_from_here() -> None:
+    from monitor_agentd.config import CommandsSection as AgentCommands
+    from monitord.config import CommandsSection as ServerCommands
+
+    expected = {
+        "max_name_chars": untrusted.DEFAULT_MAX_COMMAND_NAME_CHARS,
+        "max_requested_by_chars": untrusted.DEFAULT_MAX_REQUESTED_BY_CHARS,
+        "max_args": untrusted.DEFAULT_MAX_COMMAND_ARGS,
+        "max_arg_bytes": untrusted.DEFAULT_MAX_COMMAND_ARG_BYTES,
+    }
+    assert expected == {"max_name_chars": 128, "max_requested_by_chars": 256, "max_args": 64, "max_arg_bytes": 4096}
+    for section in (AgentCommands(), ServerCommands()):
+        assert {key: getattr(section, key) for key in expected} == expected

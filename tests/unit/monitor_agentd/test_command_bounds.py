@@ -138,8 +138,43 @@ def test_out_of_bounds_is_rejected_unstored(tmp_path: Path, fields: dict[str, ob
 
 def test_within_bounds_is_not_a_problem() -> None:
     command = pb.CommandMessage(command_id="c1", command="p" * 128, requested_by="o" * 256, args=["a" * 4096] * 64)
-    assert problem(command) is None
-    assert command_bounds.trimmed(command).command == "p" * 128
+    assert problem(command, CommandsSection()) is None
+    assert command_bounds.trimmed(command, CommandsSection()).command == "p" * 128
+
+
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [
+        ({"command": "p" * 9}, "command name longer than 8 characters"),
+        ({"command": "ping", "requested_by": "o" * 5}, "requested_by longer than 4 characters"),
+        ({"command": "echo", "args": ["a"] * 3}, "3 arguments (limit 2)"),
+        ({"command": "echo", "args": ["a" * 17]}, "an argument is longer than 16 bytes"),
+    ],
+)
+def test_the_bounds_are_the_configured_ones(fields: dict[str, object], reason: str) -> None:
+    bounds = CommandsSection(max_name_chars=8, max_requested_by_chars=4, max_args=2, max_arg_bytes=16)
+    assert problem(pb.CommandMessage(command_id="c1", **fields), bounds) == reason  # type: ignore[arg-type]
+    at_bound = pb.CommandMessage(command_id="c1", command="p" * 8, requested_by="o" * 4, args=["a" * 16] * 2)
+    assert problem(at_bound, bounds) is None
+
+
+def test_a_reload_applies_new_bounds_to_the_next_command(tmp_path: Path) -> None:
+    runner, responses, journal, _ = setup(tmp_path)
+    runner.reconfigure(CommandsSection(max_name_chars=3))
+    runner.submit(pb.CommandMessage(command_id="c1", command="ping"))
+    (answer,) = responses.sent
+    assert (answer.status, answer.message, answer.command) == (pb.REJECTED, "command name longer than 3 characters", "")
+    journal.close()
+
+
+def test_a_flood_of_rejections_costs_a_few_log_lines(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    runner, responses, journal, _ = setup(tmp_path)
+    caplog.set_level(logging.INFO, "monitor_agentd")
+    for n in range(1000):
+        runner.submit(pb.CommandMessage(command_id=f"c{n}", command="p" * 200, requested_by="\x1b[2J" * 100))
+    assert len(responses.sent) == 1000 and all(r.status == pb.REJECTED and not r.requested_by for r in responses.sent)
+    assert len(caplog.records) == command_bounds.REJECT_WARNINGS
+    journal.close()
 
 
 def test_a_rejected_unstored_answer_keeps_a_short_name(tmp_path: Path) -> None:

@@ -69,3 +69,31 @@ def test_command_spec_checks(argv: tuple[str, ...], params: tuple[ParamSpec, ...
 def test_param_pattern_must_compile() -> None:
     with pytest.raises(InvalidField, match="invalid regular expression"):
         ParamSpec(name="a", pattern="[")
+
+
+def test_the_command_bounds_default_to_monitords() -> None:
+    from monitord.config import CommandsSection as ServerCommands
+
+    agent, server = CommandsSection(), ServerCommands()
+    for key in ("max_name_chars", "max_requested_by_chars", "max_args", "max_arg_bytes"):
+        assert getattr(agent, key) == getattr(server, key), key
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("commands:\n  max_name_chars: 0\n", r"commands.max_name_chars: must be >= 1"),
+        ("commands:\n  max_arg_bytes: 2000000\n", r"commands.max_arg_bytes: must be <= 1048576"),
+        ("connection:\n  max_receive_message_bytes: 1000\n", r"connection.max_receive_message_bytes: must be >= 65536"),
+    ],
+)
+def test_the_bounds_on_server_input_are_bounded_too(text: str, problem: str) -> None:
+    with pytest.raises(ConfigError, match=problem):
+        load_text(text, AgentConfig, "agent.yaml")
+
+
+def test_the_bounds_on_server_input_load_from_the_file() -> None:
+    text = "commands:\n  max_args: 3\n  max_requested_by_chars: 32\nconnection:\n  max_receive_message_bytes: 131072\n"
+    cfg = load_text(text, AgentConfig)
+    assert (cfg.commands.max_args, cfg.commands.max_requested_by_chars) == (3, 32)
+    assert cfg.connection.max_receive_message_bytes == 131_072

@@ -67,8 +67,14 @@ def run(scenario: Callable[[], Awaitable[None]]) -> None:
 
 def test_channel_options_are_the_shared_keepalive_contract() -> None:
     cfg = ConnectionSection(keepalive_seconds=25, keepalive_timeout_seconds=5)
-    assert channel_options(cfg) == client_keepalive_options(25, 5)
+    assert channel_options(cfg)[:-1] == client_keepalive_options(25, 5)
     assert ("grpc.enable_retries", 0) in channel_options(cfg)
+
+
+def test_the_largest_server_message_accepted_is_a_config_key() -> None:
+    assert ("grpc.max_receive_message_length", 1_048_576) in channel_options(ConnectionSection())
+    cfg = ConnectionSection(max_receive_message_bytes=65_536)
+    assert ("grpc.max_receive_message_length", 65_536) in channel_options(cfg)
 
 
 def test_streams_the_spool_then_says_goodbye_once_everything_is_acked() -> None:
