@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from monitor_agentd.errors import UnsafeStateDir
 from monitor_agentd.journal import CommandJournal
 from monitoring.v1 import monitoring_pb2 as pb
 
@@ -174,3 +175,59 @@ def test_memory_only_without_a_path() -> None:
     journal.record(response("c1"))
     journal.ack("c1", pb.DELIVERED)
     assert journal.seen("c1") and journal.unacknowledged() == [] and journal.interrupted() == []
+
+
+def precious(tmp_path: Path) -> Path:
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    return victim
+
+
+def test_a_link_at_the_journal_is_refused_and_its_target_untouched(tmp_path: Path) -> None:
+    victim = precious(tmp_path)
+    (tmp_path / "journal").symlink_to(victim)
+    with pytest.raises(UnsafeStateDir, match=r"/journal is a symbolic link: refusing to follow it"):
+        opened(tmp_path / "journal")
+    assert victim.read_text() == "precious\n"
+
+
+def test_compaction_never_writes_through_a_planted_temp_link(tmp_path: Path) -> None:
+    victim = precious(tmp_path)
+    path = tmp_path / "journal"
+    journal = opened(path, remember_finals=3)
+    (tmp_path / "journal.tmp").symlink_to(victim)
+    for i in range(100):
+        journal.record(response(f"c{i}", pb.SUCCEEDED, "y" * 20_000))
+    (tmp_path / "journal.tmp").symlink_to(victim)  # again, after a compaction
+    for i in range(100, 200):
+        journal.record(response(f"c{i}", pb.SUCCEEDED, "y" * 20_000))
+    journal.close()
+    assert victim.read_text() == "precious\n"
+    assert path.stat().st_size < 3 * 1024 * 1024 and opened(path, remember_finals=3).latest("c199") is not None
+
+
+def test_a_journal_larger_than_it_can_grow_is_not_read(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "journal"
+    with path.open("wb") as f:
+        f.truncate(200 * 1024 * 1024)  # sparse: 200 MB of nothing
+    journal = CommandJournal(path)
+    assert journal.max_file_bytes < 200 * 1024 * 1024
+    journal.load()
+    assert "Command journal: cannot read" in caplog.text and "a journal grows to" in caplog.text
+    journal.record(response("c1"))  # kept in memory; the file is left as it was
+    assert journal.seen("c1") and path.stat().st_size == 200 * 1024 * 1024
+
+
+def test_invalid_ids_and_too_many_running_commands_in_the_file_are_not_believed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "journal"
+    journal = opened(path, remember_finals=5)
+    journal.record(response("bad\x1b[31mid"))
+    for i in range(20):
+        journal.record(response(f"r{i}"))  # DELIVERED: running
+    journal.close()
+    again = opened(path, remember_finals=5)
+    assert again.skipped == 1 and not again.seen("bad\x1b[31mid") and "\x1b" not in caplog.text
+    assert [e.command_id for e in again.interrupted()] == [f"r{i}" for i in range(15, 20)]
+    assert all(again.seen(f"r{i}") for i in range(20))  # none of them runs again

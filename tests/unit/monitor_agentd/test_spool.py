@@ -93,3 +93,15 @@ def test_spool_reads_evicted_records_back_from_disk(tmp_path: Path) -> None:
         spool.add(_record(s))
     assert _drain(spool) == [1, 2, 3]  # 1 and 2 no longer parsed in memory
     spool.close()
+
+
+def test_more_records_on_disk_than_the_bound_are_not_all_loaded(tmp_path: Path) -> None:
+    spool = Spool(100, SpoolStore(tmp_path, fsync=False))
+    spool.load()
+    for s in range(1, 11):
+        spool.add(_record(s))
+    spool.close()
+    again = Spool(3, SpoolStore(tmp_path, fsync=False))
+    assert again.load() == 10
+    assert len(again) == 3 and again.dropped == 7 and _drain(again) == [8, 9, 10]
+    again.close()

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from monitor_agentd.errors import UnsafeStateDir
 from monitor_agentd.spool_store import SpoolStore
 from monitoring.v1 import monitoring_pb2 as pb
 
@@ -84,3 +87,55 @@ def test_unreadable_acked_file_counts_as_nothing_acked(tmp_path: Path) -> None:
     fill(tmp_path, 2).close()
     (tmp_path / "acked").write_text("not a number\n")
     assert [seq for seq, _, _ in SpoolStore(tmp_path).open()] == [1, 2]
+
+
+def precious(tmp_path: Path) -> Path:
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    return victim
+
+
+def test_a_link_named_like_a_segment_is_removed_never_read_or_cut(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    victim = precious(tmp_path)
+    spool = tmp_path / "spool"
+    fill(spool, 2, segment_records=10).close()
+    (spool / f"seg-{3:020d}.log").symlink_to(victim)  # where the next segment would go, too
+    store = SpoolStore(spool, segment_records=1)
+    assert [seq for seq, _, _ in store.open()] == [1, 2]
+    assert "Spool: removing" in caplog.text and "is a symbolic link" in caplog.text
+    (spool / f"seg-{4:020d}.log").symlink_to(victim)  # planted while running
+    store.append(3, payload(3))
+    store.append(4, payload(4))  # the link is replaced by a fresh segment
+    store.close()
+    assert victim.read_text() == "precious\n"
+    assert [seq for seq, _, _ in SpoolStore(spool).open()] == [1, 2, 3, 4]
+
+
+def test_a_link_at_acked_tmp_is_replaced_and_one_at_acked_refused(tmp_path: Path) -> None:
+    victim = precious(tmp_path)
+    spool = tmp_path / "spool"
+    store = fill(spool, 4)
+    (spool / "acked.tmp").symlink_to(victim)
+    store.release_through(2)
+    store.close()
+    assert victim.read_text() == "precious\n" and (spool / "acked").read_text() == "2\n"
+    (spool / "acked").unlink()
+    (spool / "acked").symlink_to(victim)
+    with pytest.raises(UnsafeStateDir, match=r"spool/acked is a symbolic link: refusing to follow it"):
+        list(SpoolStore(spool).open())
+    assert victim.read_text() == "precious\n"
+
+
+def test_a_huge_acked_file_or_frame_length_costs_no_memory(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    fill(tmp_path, 2, segment_records=10).close()
+    (tmp_path / "acked").write_bytes(b"7" * 5_000_000)
+    segment = tmp_path / segments(tmp_path)[0]
+    with segment.open("ab") as f:
+        f.write(b"\xff\xff\xff\xf0\x00\x00\x00\x00")  # a frame promising 4 GB
+        f.truncate(50_000_000)  # sparse: a big file, never read whole
+    store = SpoolStore(tmp_path)
+    assert [seq for seq, _, _ in store.open()] == [1, 2]  # acked unreadable: nothing acknowledged
+    assert "ignoring the unreadable acked sequence" in caplog.text and "7" * 100 not in caplog.text
+    assert store.repaired_bytes > 49_000_000
