@@ -56,6 +56,22 @@ class AuthSection:
         "YAML file 'agent-id: sha256:<hex of the token>' for token authentication (agents send "
         "'authorization: Bearer <token>'); must not be readable by others.",
     )
+    failure_burst: int = setting(
+        10,
+        "Wrong tokens a peer host (and, from hosts that failed too, an agent id) may send at once; beyond "
+        "it further tokens are refused unchecked, with the same UNAUTHENTICATED answer.",
+        min=1,
+        max=10_000,
+    )
+    failures_per_second: float = setting(
+        1.0, "How fast that allowance refills: checked token guesses per second, per host.", min=0.001, max=10_000
+    )
+    tracked_peers: int = setting(
+        10_000,
+        "Peer hosts (and agent ids) whose recent failures are remembered; beyond it the least recent is forgotten.",
+        min=16,
+        max=10_000_000,
+    )
 
 
 @dataclass(frozen=True)

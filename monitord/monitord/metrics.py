@@ -15,7 +15,7 @@ from typing import Protocol
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from monitord.inflight import InflightBudget
-from monitord.stats import IntakeStats, RouterStats, ServerStats, SessionStats
+from monitord.stats import AUTH_FAILURE_REASONS, AuthStats, IntakeStats, RouterStats, ServerStats, SessionStats
 from monitoring_common.metrics_http import LatencyHistogram, MetricsEndpoint
 
 
@@ -104,4 +104,26 @@ def collect(sources: Sources) -> Iterator[Metric]:
         "monitord_agent_spool_dropped",
         "Records agents report having dropped from a full spool (sum of the latest reports).",
         sum(list(stats.agent_drops.values())),
+    )
+    yield from _auth(stats.auth)
+
+
+def _auth(auth: AuthStats) -> Iterator[Metric]:
+    failures = CounterMetricFamily(
+        "monitord_auth_failures",
+        "Calls refused after their credential was checked, by reason.",
+        labels=["reason"],
+    )
+    for reason in AUTH_FAILURE_REASONS:
+        failures.add_metric([reason], auth.failures_by_reason.get(reason, 0))
+    yield failures
+    yield _counter(
+        "monitord_auth_throttled",
+        "Calls whose token was refused unchecked: their peer host or agent id was over its failure budget.",
+        auth.throttled,
+    )
+    yield _gauge(
+        "monitord_auth_tracked_peers",
+        "Peer hosts whose recent authentication failures are remembered.",
+        auth.tracked_peers,
     )

@@ -9,6 +9,24 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+#: Why a credential was refused (the ``reason`` label of ``monitord_auth_failures_total``).
+AUTH_FAILURE_REASONS = ("unknown_token", "foreign_token", "no_credentials", "certificate_mismatch")
+
+
+@dataclass
+class AuthStats:
+    """Refused credentials (written by :class:`monitord.auth.Authenticator`)."""
+
+    #: Calls refused after checking their credential, by reason (:data:`AUTH_FAILURE_REASONS`).
+    failures_by_reason: dict[str, int] = field(default_factory=dict)
+    #: Calls refused unchecked because their peer host (or claimed agent id) was over its budget.
+    throttled: int = 0
+    #: Peer hosts whose recent failures are remembered now (bounded by ``server.auth.tracked_peers``).
+    tracked_peers: int = 0
+
+    def note_failure(self, reason: str) -> None:
+        self.failures_by_reason[reason] = self.failures_by_reason.get(reason, 0) + 1
+
 
 @dataclass
 class ServerStats:
@@ -24,6 +42,8 @@ class ServerStats:
     responses_by_status: dict[str, int] = field(default_factory=dict)
     #: Highest spool-drop count each agent reported in its heartbeats.
     agent_drops: dict[str, int] = field(default_factory=dict)
+    #: Authentication failures and throttling (the Authenticator is handed this object).
+    auth: AuthStats = field(default_factory=AuthStats)
 
     def note_agent_drops(self, agent_id: str, dropped: int) -> None:
         self.agent_drops[agent_id] = max(dropped, self.agent_drops.get(agent_id, 0))

@@ -3,19 +3,27 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import signal
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from monitoring.v1 import monitoring_pb2 as pb
+from monitoring.v1 import monitoring_pb2_grpc as pb_grpc
 from monitoring_testsupport import (
     BIN,
     REPO,
     KafkaBroker,
     free_port,
     read_records,
+    scrape,
     start_agent,
     start_monitord,
     unique,
@@ -127,7 +135,7 @@ def test_tokens_authenticate_and_bind_identity(kafka: KafkaBroker, tmp_path: Pat
         config=agent_tls(pki, "tls", token_file=str(good)),
     )
     assert other.wait(60) == 75
-    server.wait_for(r"✗ PERMISSION_DENIED: \S+ tried to act as agent 'agent-u' \(token belongs to another agent\)")
+    server.wait_for(r"✗ UNAUTHENTICATED: \S+ claiming agent 'agent-u' \(token belongs to another agent\)")
     wrong = start_agent(
         tmp_path,
         localhost(address),
@@ -213,3 +221,148 @@ def test_reload_applies_a_new_tokens_file(kafka: KafkaBroker, tmp_path: Path, pk
     accepted = start_agent(tmp_path, localhost(address), "agent-w", iterations=2, interval=0.2, config=config)
     assert accepted.wait(60) == 0, accepted.text()
     assert server.popen is not None and server.popen.poll() is None
+
+
+# -- what a certificate names, wrong tokens, throttling, health and reflection (issue 14) ---------
+
+
+def sign(pki: Path, name: str, cn: str, san: str) -> tuple[bytes, bytes]:
+    """(key, certificate) PEM of a client certificate the dev CA signs, with subject CN ``cn`` and
+    subjectAltName ``san`` (openssl syntax)."""
+    base = pki / f"extra-{name}"
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=30)
+
+    openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", f"{base}.key")
+    openssl("req", "-new", "-key", f"{base}.key", "-subj", f"/CN={cn}", "-out", f"{base}.csr")
+    Path(f"{base}.ext").write_text(f"subjectAltName={san}\nextendedKeyUsage=clientAuth\n")
+    ca = ["-CA", str(pki / "ca.crt"), "-CAkey", str(pki / "ca.key"), "-CAcreateserial"]
+    openssl("x509", "-req", "-in", f"{base}.csr", *ca, "-days", "2", "-extfile", f"{base}.ext", "-out", f"{base}.crt")
+    return Path(f"{base}.key").read_bytes(), Path(f"{base}.crt").read_bytes()
+
+
+def channel(address: str, pki: Path, client: tuple[bytes, bytes] | None = None) -> grpc.Channel:
+    key, chain = client or (None, None)
+    return grpc.secure_channel(address, grpc.ssl_channel_credentials((pki / "ca.crt").read_bytes(), key, chain))
+
+
+def register(ch: grpc.Channel, agent_id: str, token: str | None = None) -> tuple[grpc.StatusCode, str]:
+    metadata = [("authorization", f"Bearer {token}")] if token is not None else []
+    try:
+        pb_grpc.MonitoringServiceStub(ch).RegisterAgent(
+            pb.AgentRegistration(agent_id=agent_id), metadata=metadata, timeout=10
+        )
+    except grpc.RpcError as exc:
+        return exc.code(), exc.details() or ""
+    return grpc.StatusCode.OK, ""
+
+
+def open_stream(ch: grpc.Channel, agent_id: str, token: str) -> tuple[grpc.StatusCode, str]:
+    """Open a stream as ``agent_id`` with ``token``: its status when the server ends it at once."""
+    call = pb_grpc.MonitoringServiceStub(ch).StreamCommunication(
+        iter(()), metadata=[("agent-id", agent_id), ("authorization", f"Bearer {token}")], timeout=10
+    )
+    try:
+        for _ in call:
+            pass
+    except grpc.RpcError as exc:
+        return exc.code(), exc.details() or ""
+    return grpc.StatusCode.OK, ""
+
+
+def test_certificate_names_only_cn_dns_and_agent_uris(kafka: KafkaBroker, tmp_path: Path, pki: Path) -> None:
+    """A SAN email, IP or plain URI names no agent (finding 6): only CN, SAN DNS and
+    ``monitord-agent:<id>`` do, and only as valid ids."""
+    server, address = start_monitord(tmp_path, kafka.bootstrap, extra=server_tls(pki, "mtls"))
+    mail = sign(pki, "mail", "cn-mail", "email:agent-m@example,URI:agent-m,IP:127.0.0.9")
+    with channel(address, pki, mail) as ch:
+        assert register(ch, "agent-m@example")[0] == grpc.StatusCode.PERMISSION_DENIED
+        assert register(ch, "agent-m")[0] == grpc.StatusCode.PERMISSION_DENIED
+        assert register(ch, "127.0.0.9")[0] == grpc.StatusCode.PERMISSION_DENIED
+        assert register(ch, "cn-mail")[0] == grpc.StatusCode.OK
+    named = sign(pki, "named", "cn-named", "DNS:dns-agent,URI:monitord-agent:uri-agent")
+    with channel(address, pki, named) as ch:
+        assert [register(ch, a)[0] for a in ("cn-named", "dns-agent", "uri-agent")] == [grpc.StatusCode.OK] * 3
+    server.wait_for(r"✗ PERMISSION_DENIED: \S+ tried to act as agent 'agent-m@example' \(certificate is for cn-mail\)")
+
+
+@pytest.fixture
+def token_server(kafka: KafkaBroker, tmp_path: Path, pki: Path) -> Iterator[tuple[Any, str]]:
+    tokens = write_yaml(
+        tmp_path / "tokens.yaml",
+        {
+            "agent-t": "sha256:" + hashlib.sha256(b"secret-t").hexdigest(),
+            "agent-u": "sha256:" + hashlib.sha256(b"secret-u").hexdigest(),
+        },
+    )
+    tokens.chmod(0o600)
+    # failures_per_second near 0: the budget does not refill during the test, so counts are exact.
+    extra = server_tls(pki, "tls", tokens_file=str(tokens), failure_burst=10, failures_per_second=0.001)
+    yield start_monitord(tmp_path, kafka.bootstrap, extra=extra)
+
+
+def test_wrong_tokens_are_answered_alike_throttled_and_counted(
+    kafka: KafkaBroker, tmp_path: Path, pki: Path, token_server: tuple[Any, str]
+) -> None:
+    """Finding 7: another agent's token and an unknown one get the same answer; 200 guesses on one
+    channel are checked only within the failure budget, logged within the log budget and shown in
+    /metrics; a good agent streaming meanwhile loses nothing."""
+    server, address = token_server
+    good = tmp_path / "good.token"
+    good.write_text("secret-t\n")
+    agent = start_agent(
+        tmp_path,
+        localhost(address),
+        "agent-t",
+        iterations=20,
+        interval=0.2,
+        config=agent_tls(pki, "tls", token_file=str(good)),
+    )
+    agent.wait_for(r"\[2\] Streamed metrics", timeout=60)
+    with channel(address, pki) as ch:
+        foreign, unknown = register(ch, "agent-t", "secret-u"), register(ch, "agent-t", "guess")
+        assert foreign == unknown == (grpc.StatusCode.UNAUTHENTICATED, "invalid credentials")
+        answers = [open_stream(ch, "agent-t", f"guess-{n}") for n in range(200)]
+        assert set(answers) == {(grpc.StatusCode.UNAUTHENTICATED, "invalid credentials")}
+        # Over budget even the right token is refused unchecked, so a guess that hits is not told apart.
+        assert register(ch, "agent-t", "secret-t") == (grpc.StatusCode.UNAUTHENTICATED, "invalid credentials")
+    assert agent.wait(60) == 0, agent.text()
+    found = read_records(kafka.bootstrap, "monitoring-data", ["agent-t"], expect=20, settle=0.5)
+    assert {r.message.sequence for r in found} >= set(range(1, 21))  # type: ignore[attr-defined]
+    samples = scrape(re.search(r"Prometheus metrics on (http://\S+/metrics)", server.text()).group(1))  # type: ignore[union-attr]
+    checked = samples["monitord_auth_failures_total{reason=unknown_token}"]
+    assert samples["monitord_auth_failures_total{reason=foreign_token}"] == 1
+    assert checked + 1 == 10  # the burst, then nothing refills
+    assert samples["monitord_auth_throttled_total"] == 2 + 200 + 1 - 10
+    assert samples["monitord_auth_tracked_peers"] == 1
+    lines = [line for line in server.text().splitlines() if "✗ UNAUTHENTICATED" in line]
+    assert 10 <= len(lines) <= 2 * (10 + 2), lines  # one line per guess would be 203
+
+
+def test_health_and_reflection_follow_the_configured_auth(token_server: tuple[Any, str], pki: Path) -> None:
+    """Finding 8 (part): with tokens required, health Check answers anyone (probes), while health
+    Watch and reflection need a valid token."""
+    server, address = token_server
+    request = reflection_pb2.ServerReflectionRequest(list_services="")
+    with channel(address, pki) as ch:
+        health = health_pb2_grpc.HealthStub(ch)
+        assert (
+            health.Check(health_pb2.HealthCheckRequest(service=""), timeout=10).status
+            == health_pb2.HealthCheckResponse.SERVING
+        )
+        with pytest.raises(grpc.RpcError) as watch:
+            next(health.Watch(health_pb2.HealthCheckRequest(service=""), timeout=10))
+        assert watch.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        authorized = [("authorization", "Bearer secret-u")]
+        first = next(health.Watch(health_pb2.HealthCheckRequest(service=""), metadata=authorized, timeout=10))
+        assert first.status == health_pb2.HealthCheckResponse.SERVING
+        reflection = reflection_pb2_grpc.ServerReflectionStub(ch)
+        with pytest.raises(grpc.RpcError) as anonymous:
+            list(reflection.ServerReflectionInfo(iter([request]), timeout=10))
+        assert anonymous.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        (listed,) = reflection.ServerReflectionInfo(iter([request]), metadata=authorized, timeout=10)
+        assert "monitoring.v1.MonitoringService" in {s.name for s in listed.list_services_response.service}
+    server.wait_for(
+        r"✗ UNAUTHENTICATED: \S+ claiming any agent \(reflection or health Watch\) \(no client certificate or token\)"
+    )

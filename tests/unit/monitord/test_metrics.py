@@ -31,6 +31,9 @@ def test_every_family_reads_its_source() -> None:
     server.note_agent_drops("web-1", 3)
     server.note_agent_drops("web-1", 2)  # the latest report never lowers the highest
     server.note_agent_drops("web-2", 4)
+    for _ in range(3):
+        server.auth.note_failure("unknown_token")
+    server.auth.throttled, server.auth.tracked_peers = 40, 2
     router = RouterStats(pushed=6, held=2, answered_by_status={"EXPIRED": 1})
     kafka = Kafka()
     kafka.delivery_latency.observe(0.003)
@@ -60,6 +63,10 @@ def test_every_family_reads_its_source() -> None:
     assert got[("monitord_command_responses_total", (("source", "agent"), ("status", "SUCCEEDED")))] == 2
     assert got[("monitord_command_responses_total", (("source", "monitord"), ("status", "EXPIRED")))] == 1
     assert got[("monitord_agent_spool_dropped", ())] == 7
+    assert got[("monitord_auth_failures_total", (("reason", "unknown_token"),))] == 3
+    assert got[("monitord_auth_failures_total", (("reason", "certificate_mismatch"),))] == 0  # every reason shown
+    assert got[("monitord_auth_throttled_total", ())] == 40
+    assert got[("monitord_auth_tracked_peers", ())] == 2
 
 
 def test_endpoint_serves_the_collector() -> None:
