@@ -48,7 +48,7 @@ def check_dir(st: os.stat_result, path: Path) -> None:
     if not _trusted(st.st_uid):
         raise UnsafeStateDir(
             f"state directory {path} is owned by {_user(st.st_uid)}, not by the agent's user "
-            f"({_user(os.geteuid())}) or root: refusing to use it"
+            f"({_user(os.geteuid())}){' or root' if os.geteuid() else ''}: refusing to use it"
         )
     if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
         who = "group and others" if st.st_mode & stat.S_IWGRP and st.st_mode & stat.S_IWOTH else None
