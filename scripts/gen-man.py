@@ -94,13 +94,14 @@ records stay in the spool and are sent after the next start.
                 (
                     "Files",
                     """  /etc/monitor-agentd/agent.yaml   configuration, see agent.yaml(5)
-  /var/lib/monitor-agentd/         state directory: spool segments, sequence, command ids""",
+  /var/lib/monitor-agentd/         state directory: spool segments, sequence, command ids; private to the agent's user (see EXIT STATUS)""",
                 ),
                 (
                     "Exit status",
                     "0 ok; 69 could not start (metrics address in use); 73 state directory unusable or in "
                     "use by another agent; 75 stopped with metrics unacknowledged (--iterations); "
-                    "78 invalid configuration.",
+                    "78 invalid configuration, or an unsafe state directory (owned by another user, "
+                    "writable by group or others, or a symbolic link where a state file should be).",
                 ),
                 ("See also", AGENT_SEE_ALSO),
             ],
