@@ -31,6 +31,7 @@ class StateDir:
         self.path = Path(path)
         self._lock_fd: int | None = None
         self._dir: SafeDir | None = None
+        self._spool: SafeDir | None = None
 
     def acquire(self) -> None:
         """Create (0700) and check the directory and take its lock, or raise :class:`StateDirError`
@@ -65,8 +66,11 @@ class StateDir:
         return self._dir
 
     def spool(self) -> SafeDir:
-        """The spool directory, opened (created 0700) under this one without following a link."""
-        return self.dir.subdir("spool")
+        """The spool directory, opened (created 0700) under this one without following a link;
+        closed by :meth:`release`."""
+        if self._spool is None:
+            self._spool = self.dir.subdir("spool")
+        return self._spool
 
     @property
     def spool_dir(self) -> Path:
@@ -92,9 +96,10 @@ class StateDir:
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
-        if self._dir is not None:
-            self._dir.close()
-            self._dir = None
+        for directory in (self._spool, self._dir):
+            if directory is not None:
+                directory.close()
+        self._dir = self._spool = None
 
 
 class ConnectionNumbers:

@@ -126,3 +126,12 @@ def test_a_huge_or_garbled_connection_file_is_read_only_so_far_and_shown_escaped
     path.write_bytes(b"12\x1b[31m")
     assert ConnectionNumbers(path, clock=Clock(5.0)).last == 0
     assert "1" * 100 not in caplog.text and "\\x1b[31m" in caplog.text and "\x1b" not in caplog.text
+
+
+def test_release_closes_every_descriptor(tmp_path: Path) -> None:
+    before = len(os.listdir("/proc/self/fd"))
+    state = StateDir(str(tmp_path / "state"))
+    state.acquire()
+    assert state.spool() is state.spool()
+    state.release()
+    assert len(os.listdir("/proc/self/fd")) == before
