@@ -60,21 +60,40 @@ def trimmed(command: pb.CommandMessage, bounds: CommandsSection) -> pb.CommandMe
     )
 
 
+def _escaped(problem: str, limit: int = 200) -> str:
+    """A refusal's text for a log line: it quotes the name with ``repr`` (control characters already
+    escaped, backslashes doubled), so only what repr leaves is escaped here -- non-ASCII -- not twice."""
+    text = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in problem[:limit])
+    return text.encode("ascii", "backslashreplace").decode("ascii") + ("…" if len(problem) > limit else "")
+
+
 class DroppedCommands:
     """The log of refused commands, within a budget (:class:`monitoring_common.untrusted.LogBudget`,
     the throttle of all refused input): a command dropped for an invalid id gets one warning line
-    per ``every`` seconds, one rejected for its bounds ``REJECT_WARNINGS`` per
-    ``REJECT_WINDOW_SECONDS``; the rest are counted. A flood costs a few lines of log, not one each."""
+    per ``every`` seconds, rejected ones (for their bounds, or unknown, or not allowed) together
+    ``REJECT_WARNINGS`` per ``REJECT_WINDOW_SECONDS``; the rest are counted. A flood costs a few
+    lines of log, not one each."""
 
     def __init__(self, *, clock: Callable[[], float] = time.monotonic, every: float = WARN_EVERY_SECONDS) -> None:
         self._budget = LogBudget(lines=1, seconds=every, clock=clock)
         self._rejected = LogBudget(lines=REJECT_WARNINGS, seconds=REJECT_WINDOW_SECONDS, clock=clock)
 
-    def reject(self, command: pb.CommandMessage, problem: str) -> None:
-        """Log that ``command`` (valid id) was rejected unstored for ``problem``, within the budget."""
-        self._rejected.log(
-            log, logging.WARNING, "✗ Command %s rejected unstored: %s", shown(command.command_id), problem
-        )
+    def reject(self, command: pb.CommandMessage, problem: str, *, stored: bool = False) -> None:
+        """Log that ``command`` (valid id) was rejected for ``problem`` -- unstored, out of bounds, or
+        ``stored`` (journaled: unknown, not allowed, too many running) -- within the budget."""
+        if stored:
+            self._rejected.log(
+                log,
+                logging.WARNING,
+                "✗ Command %s (%s) rejected: %s",
+                shown(command.command_id),
+                shown(command.command),
+                _escaped(problem),
+            )
+        else:
+            self._rejected.log(
+                log, logging.WARNING, "✗ Command %s rejected unstored: %s", shown(command.command_id), problem
+            )
 
     def drop(self, command: pb.CommandMessage) -> None:
         """Count ``command`` as dropped; warn unless a warning was logged less than ``every`` ago."""

@@ -123,7 +123,7 @@ class CommandRunner:
         try:
             argv = self._resolve(command)
         except CommandRefused as exc:
-            log.warning("✗ Command %s (%s) rejected: %s", shown(command.command_id), shown(command.command), exc)
+            self._dropped.reject(command, str(exc), stored=True)
             self._final(command, pb.REJECTED, message=str(exc))
             return
         self._respond(command, pb.DELIVERED)
@@ -279,13 +279,13 @@ class CommandRunner:
         )
         response.started_at.CopyFrom(_ts(started))
         response.finished_at.CopyFrom(_ts(finished))
-        if not journaled:  # out of bounds: answered once, never kept, logged within a budget (above)
+        if status != pb.REJECTED:  # a REJECTED one was logged within the budget of refusals
+            shown_id, name = shown(command.command_id), shown(command.command)
+            log.info("✓ Command %s (%s) → %s", shown_id, name, pb.CommandStatus.Name(status))
+        if journaled:
+            self._send(response)
+        else:  # out of bounds: answered once, never kept (a redelivery is answered the same way)
             self._responses.add_response(response)
-            return
-        log.info(
-            "✓ Command %s (%s) → %s", shown(command.command_id), shown(command.command), pb.CommandStatus.Name(status)
-        )
-        self._send(response)
 
     async def close(self) -> None:
         """Cancel running commands (their process groups are killed by the executor)."""

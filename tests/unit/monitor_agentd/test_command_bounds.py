@@ -203,3 +203,19 @@ def test_log_lines_show_server_values_escaped_and_cut(tmp_path: Path, caplog: py
     text = caplog.text
     assert "\x1b" not in text and "rm\\x1b[2J" in text and "…(+10 chars)" in text
     journal.close()
+
+
+def test_unknown_commands_are_logged_escaped_within_the_same_budget(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    runner, responses, journal, _ = setup(tmp_path)
+    caplog.set_level(logging.INFO, "monitor_agentd")
+    for n in range(200):
+        runner.submit(pb.CommandMessage(command_id=f"u{n}", command="p\u00efng\u202e\x1b[2J\n", requested_by="\x07"))
+    assert [r.status for r in responses.sent] == [pb.REJECTED] * 200  # each one answered (and journaled)
+    assert journal.seen("u199")
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == command_bounds.REJECT_WARNINGS
+    assert all(line.removeprefix("✗ ").isascii() and line.isprintable() for line in lines)
+    assert "(p\\xefng\\u202e\\x1b[2J\\n) rejected: unknown command 'p\\xefng\\u202e\\x1b[2J\\n'" in lines[0]
+    journal.close()
