@@ -366,3 +366,17 @@ def test_health_and_reflection_follow_the_configured_auth(token_server: tuple[An
     server.wait_for(
         r"✗ UNAUTHENTICATED: \S+ claiming any agent \(reflection or health Watch\) \(no client certificate or token\)"
     )
+
+
+def test_reflection_with_a_verified_client_certificate(kafka: KafkaBroker, tmp_path: Path, pki: Path) -> None:
+    """In mtls mode the handshake already demands a certificate the CA signed: that is the credential."""
+    server, address = start_monitord(tmp_path, kafka.bootstrap, extra=server_tls(pki, "mtls"))
+    cert = ((pki / "agents/agent-a.key").read_bytes(), (pki / "agents/agent-a.crt").read_bytes())
+    request = reflection_pb2.ServerReflectionRequest(list_services="")
+    with channel(address, pki, cert) as ch:
+        (listed,) = reflection_pb2_grpc.ServerReflectionStub(ch).ServerReflectionInfo(iter([request]), timeout=10)
+        assert "grpc.health.v1.Health" in {s.name for s in listed.list_services_response.service}
+        watch = health_pb2_grpc.HealthStub(ch).Watch(health_pb2.HealthCheckRequest(service=""), timeout=10)
+        assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
+        watch.cancel()
+    assert "UNAUTHENTICATED" not in server.text()
