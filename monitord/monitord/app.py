@@ -19,13 +19,13 @@ from monitord.errors import AuthConfigError, StartupError
 from monitord.health import HealthReporter
 from monitord.kafka_bridge import KafkaProducerBridge
 from monitord.kafka_clients import CommandsConsumerFactory, ProducerFactory
+from monitord.limits import connection_options
 from monitord.presence_guard import PresenceGuard
 from monitord.publishers import PresencePublisher, ResponsePublisher
 from monitord.reload import effective_config
-from monitord.service import MonitoringService
+from monitord.service import MonitoringService, add_to_server
 from monitord.sessions import SessionRegistry
 from monitord.stats import RateMeter, ServerStats
-from monitoring.v1 import monitoring_pb2_grpc as pb_grpc
 from monitoring_common import logsetup
 from monitoring_common.metrics_http import MetricsEndpoint
 from monitoring_common.notify import Notifier, reload_config, supervise
@@ -60,14 +60,18 @@ class Monitord:
         )
         self.health = HealthReporter()
         self.presence = PresencePublisher(self.bridge, cfg.kafka, server_id)
-        self.sessions = SessionRegistry(self.presence, max_inflight_total=cfg.server.max_inflight_total)
+        self.sessions = SessionRegistry(
+            self.presence,
+            max_inflight_total=cfg.server.max_inflight_total,
+            max_registrations=2 * cfg.server.limits.max_agents,
+        )
         self.router = CommandRouter(
             cfg.commands, self.sessions, ResponsePublisher(self.bridge, cfg.kafka, server_id), server_id
         )
         guard = PresenceGuard(self.sessions, self.presence)  # a late DISCONNECTED elsewhere never wins
         self.intake = CommandIntake(cfg, self.router, consumer_factory, on_presence=guard.on_status)
         # The tokens file is read in start(): until then no call is served.
-        self.auth = Authenticator(cfg.server, {})
+        self.auth = Authenticator(cfg.server, {}, self.stats.auth)
         self.service = MonitoringService(cfg, self.bridge, self.sessions, self.stats, self.router, self.auth)
         self.metrics: MetricsEndpoint | None = None
         self._server: grpc.aio.Server | None = None
@@ -87,10 +91,7 @@ class Monitord:
     # -- start -----------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Create the producer, bind and start the gRPC server; READY=1 once serving.
-
-        If any step fails, what the earlier steps started is stopped before the error propagates.
-        """
+        """Create the producer, bind and start the gRPC server; READY=1 once serving (a failure undoes it all)."""
         self.notifier.extend_timeout(30)
         try:
             await self.bridge.start()
@@ -118,11 +119,12 @@ class Monitord:
                 ("grpc.max_receive_message_length", self.cfg.server.max_message_bytes),
                 ("grpc.so_reuseport", 0),
                 *SERVER_KEEPALIVE_OPTIONS,
+                *connection_options(self.cfg.server.limits),
             ],
         )
         self._server = server
-        pb_grpc.add_MonitoringServiceServicer_to_server(self.service, server)
-        self.health.attach(server)
+        add_to_server(self.service, server)
+        self.health.attach(server, self.auth)
         self._bind(server, credentials)
         return server
 

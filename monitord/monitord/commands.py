@@ -8,8 +8,7 @@ dropped as soon as any instance reports the command DELIVERED or final on ``comm
 A command nobody delivered by its deadline (plus ``answer_grace_seconds``, time for an agent's
 DELIVERED still on its way) is owed an EXPIRED answer, a record that is not a valid command an
 INVALID one (:mod:`monitord.command_ledger`); the instance whose turn it is for the record's
-partition writes it. The agent de-duplicates by command id, so a command delivered twice
-(reconnect, restart, two instances) still runs once.
+partition writes it. The agent de-duplicates by command id: delivered twice, a command runs once.
 """
 
 from __future__ import annotations
@@ -29,7 +28,8 @@ from monitord.command_records import FINAL_STATUSES
 from monitord.config import CommandsSection
 from monitord.errors import InvalidCommand
 from monitord.publishers import ResponsePublisher
-from monitord.sessions import Session, SessionRegistry
+from monitord.session import Session
+from monitord.sessions import SessionRegistry
 from monitord.stats import RouterStats
 from monitoring.v1 import monitoring_pb2 as pb
 from monitoring_common.untrusted import LogBudget, shown

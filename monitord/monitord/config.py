@@ -76,7 +76,7 @@ class AuthSection:
 
 @dataclass(frozen=True)
 class LimitsSection:
-    """Bounds on what one agent may send (docs/security.md)."""
+    """Bounds on what one agent may send, and on connections that have not authenticated (docs/security.md)."""
 
     max_agents: int = setting(
         20_000, "Concurrent agent streams; more are refused (RESOURCE_EXHAUSTED).", min=1, max=1_000_000
@@ -96,6 +96,31 @@ class LimitsSection:
         1_048_576, "stdout plus stderr of one command response.", min=1024, max=64 * 1024 * 1024
     )
     max_string_bytes: int = setting(1024, "Any other string field (ids, names, mount points).", min=16, max=65_536)
+    max_capabilities: int = setting(64, "Capabilities one agent may announce in RegisterAgent.", min=0, max=10_000)
+    registrations_per_minute: float = setting(
+        30.0,
+        "RegisterAgent calls per agent id and minute (after a burst of 10); more are refused "
+        "(RESOURCE_EXHAUSTED) and the agent backs off.",
+        min=1,
+        max=1_000_000,
+    )
+    max_connections: int = setting(
+        25_000,
+        "HTTP/2 connections held at once, authenticated or not; more are closed as they arrive. "
+        "Keep it above max_agents.",
+        min=1,
+        max=1_000_000,
+    )
+    handshake_timeout_seconds: float = setting(
+        10.0, "A connection must finish its TLS and HTTP/2 handshake within this, or it is closed.", min=0.1, max=300
+    )
+    idle_connection_seconds: float = setting(
+        60.0,
+        "A connection with no call open for this long is closed: nobody holds a connection "
+        "without a call (an agent always has its stream open).",
+        min=1,
+        max=86_400,
+    )
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,10 @@ class AuthConfigError(MonitordError):
     """The tokens file or a certificate file is unusable."""
 
 
+class MalformedMessage(MonitordError):
+    """An agent sent bytes that are not the protobuf message the RPC takes (INVALID_ARGUMENT)."""
+
+
 class RecordDecodeError(MonitordError):
     """A Kafka record that is not a monitoring.v1 message we understand."""
 

@@ -79,3 +79,54 @@ def response_problem(r: pb.CommandResponseMessage, limits: LimitsSection) -> str
     if len(r.message.encode()) > 4 * limits.max_string_bytes:
         return "message too long"
     return None
+
+
+#: Longest heartbeat interval an agent may announce (a day): beyond it, staleness means nothing.
+MAX_INTERVAL_SECONDS = 86_400.0
+
+
+def registration_problem(r: pb.AgentRegistration, limits: LimitsSection) -> str | None:
+    """Why the registration ``r`` exceeds the limits, or None (its agent id is checked before)."""
+    cap = limits.max_string_bytes
+    for name in ("hostname", "agent_version", "instance_id"):
+        if _too_long(limits, getattr(r, name)):
+            return f"{name} longer than {cap} bytes"
+    if len(r.capabilities) > limits.max_capabilities:
+        return f"{len(r.capabilities)} capabilities (limit {limits.max_capabilities})"
+    if any(len(c.encode()) > limits.max_label_bytes for c in r.capabilities):
+        return f"a capability longer than {limits.max_label_bytes} bytes"
+    if not 0 <= r.interval_seconds <= MAX_INTERVAL_SECONDS:  # also refuses NaN
+        return f"interval_seconds must be within 0..{MAX_INTERVAL_SECONDS:g}"
+    return None
+
+
+class KeyedRate:
+    """Token buckets by key (an agent id), ``per_minute`` events with a burst of ``burst``; at
+    most ``max_keys`` buckets are kept (the least recently used is forgotten: a full bucket again),
+    so many distinct keys cost bounded memory."""
+
+    def __init__(
+        self, per_minute: float, burst: int, max_keys: int, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._rate, self._burst, self._max_keys, self._clock = per_minute / 60.0, float(burst), max_keys, clock
+        self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, when)
+
+    def allow(self, key: str) -> bool:
+        """Take one event for ``key``: False when its bucket is empty (nothing is taken then)."""
+        now = self._clock()
+        tokens, then = self._buckets.pop(key, (self._burst, now))
+        tokens = min(self._burst, tokens + (now - then) * self._rate)
+        allowed = tokens >= 1
+        self._buckets[key] = (tokens - 1 if allowed else tokens, now)  # re-inserted: most recent last
+        while len(self._buckets) > self._max_keys:
+            del self._buckets[next(iter(self._buckets))]
+        return allowed
+
+
+def connection_options(limits: LimitsSection) -> list[tuple[str, int]]:
+    """gRPC server options bounding connections: how many, how long to handshake, how long idle."""
+    return [
+        ("grpc.max_allowed_incoming_connections", limits.max_connections),
+        ("grpc.server_handshake_timeout_ms", int(limits.handshake_timeout_seconds * 1000)),
+        ("grpc.max_connection_idle_ms", int(limits.idle_connection_seconds * 1000)),
+    ]

@@ -20,143 +20,30 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterator
 
 import grpc
 
+from monitord.errors import MonitordError
 from monitord.inflight import InflightBudget
 from monitord.publishers import PresencePublisher
+from monitord.session import Registration, Session, Write
 from monitord.stats import SessionStats
 from monitoring.v1 import monitoring_pb2 as pb
 
 log = logging.getLogger(__name__)
 
-#: An agent silent for this many heartbeat intervals is stale: its stream is cancelled.
-STALE_AFTER_INTERVALS = 3
-#: ... but never sooner than this (sub-second test intervals would otherwise trip on a busy host).
-STALE_MIN_SECONDS = 5.0
-#: Heartbeat interval assumed until the agent says (registration or heartbeat).
-DEFAULT_HEARTBEAT_SECONDS = 10.0
-
-Write = Callable[[pb.ServerMessage], Awaitable[None]]
-
-
-@dataclass(frozen=True)
-class Registration:
-    """What an agent told us in RegisterAgent."""
-
-    agent_id: str
-    hostname: str
-    agent_version: str
-    capabilities: frozenset[str]
-    instance_id: str
-    interval_seconds: float
-    peer: str
-    registered_at: float
-    #: The agent's number for this connection (0 = unknown: an older agent).
-    connection: int = 0
-
-
-class Session:
-    """One live StreamCommunication call; its state changes only through the verbs below."""
-
-    def __init__(
-        self,
-        agent_id: str,
-        peer: str,
-        write: Write,
-        task: asyncio.Task[object],
-        budget: InflightBudget,
-        *,
-        connection: int = 0,
-        registration: Registration | None = None,
-    ) -> None:
-        self.agent_id = agent_id
-        self.peer = peer
-        #: The agent's connection number of this stream (0 = unknown); orders its presence records.
-        self.connection = connection
-        #: What the agent registered before opening this stream (None: no registration seen).
-        self.registration = registration
-        #: Wall-clock time the stream opened (the ``at`` of its CONNECTED record).
-        self.connected_at = time.time()
-        #: This stream's share of the in-flight bound (its parent is the server's total).
-        self.budget = budget
-        self._write = write
-        self._task = task
-        self._write_lock = asyncio.Lock()
-        self._last_seen = time.monotonic()
-        self._metrics_received = 0
-        self._heartbeat_interval = DEFAULT_HEARTBEAT_SECONDS
-        self._goodbye = False
-        self._redirected = False
-        self._cancel_reason = ""
-
-    # -- verbs -----------------------------------------------------------------------------------
-
-    def heard_from(self) -> None:
-        """A message arrived: the agent is alive."""
-        self._last_seen = time.monotonic()
-
-    def received_metrics(self) -> None:
-        self._metrics_received += 1
-
-    def said_goodbye(self) -> None:
-        """The agent announced a graceful close (heartbeat with state STOPPING)."""
-        self._goodbye = True
-
-    def heartbeat_every(self, seconds: float) -> None:
-        """The agent's collection interval (heartbeats come this often); staleness is judged by it."""
-        if seconds > 0:
-            self._heartbeat_interval = seconds
-
-    def cancel(self, why: str) -> None:
-        """End the stream from the server side; ``why`` becomes the disconnect reason."""
-        self._cancel_reason = why
-        self._task.cancel()
-
-    async def send(self, message: pb.ServerMessage) -> None:
-        """Write one message on the stream; writes from several tasks are serialised."""
-        async with self._write_lock:
-            await self._write(message)
-
-    async def redirect(self, control: pb.ServerMessage, timeout: float) -> None:
-        """Tell the agent to reconnect elsewhere (shutdown); its stream then ends as a goodbye."""
-        self._redirected = True
-        await asyncio.wait_for(self.send(control), timeout=timeout)
-
-    # -- reading ---------------------------------------------------------------------------------
-
-    @property
-    def metrics_received(self) -> int:
-        return self._metrics_received
-
-    @property
-    def ended_cleanly(self) -> bool:
-        """The agent said goodbye, or the server redirected it."""
-        return self._goodbye or self._redirected
-
-    @property
-    def redirected(self) -> bool:
-        return self._redirected
-
-    @property
-    def cancel_reason(self) -> str:
-        return self._cancel_reason
-
-    def silent_for(self, now: float) -> float:
-        return now - self._last_seen
-
-    def is_stale(self, now: float) -> bool:
-        return self.silent_for(now) > max(STALE_AFTER_INTERVALS * self._heartbeat_interval, STALE_MIN_SECONDS)
-
 
 class SessionRegistry:
     """Registrations and active sessions, keyed by agent id (event-loop confined, no locks)."""
 
-    def __init__(self, presence: PresencePublisher, *, max_inflight_total: int) -> None:
+    def __init__(
+        self, presence: PresencePublisher, *, max_inflight_total: int, max_registrations: int = 40_000
+    ) -> None:
         self._presence = presence
+        #: The latest registration per agent id, oldest first; at most ``max_registrations``.
         self._registrations: dict[str, Registration] = {}
+        self._max_registrations = max_registrations
         self._active: dict[str, Session] = {}
         self._none_open = asyncio.Event()
         self._none_open.set()
@@ -168,7 +55,11 @@ class SessionRegistry:
     # -- registrations and admission ---------------------------------------------------------------
 
     def register(self, registration: Registration) -> None:
+        """Remember ``registration`` for the agent's next stream; the oldest are forgotten beyond the bound."""
+        self._registrations.pop(registration.agent_id, None)
         self._registrations[registration.agent_id] = registration
+        while len(self._registrations) > self._max_registrations:
+            del self._registrations[next(iter(self._registrations))]
 
     def registration(self, agent_id: str) -> Registration | None:
         return self._registrations.get(agent_id)
@@ -230,7 +121,9 @@ class SessionRegistry:
         try:
             yield session
             # A dying peer can look like a half-close; only a STOPPING heartbeat makes it a goodbye.
-            if not session.ended_cleanly:
+            if session.refused:
+                reason = session.refused
+            elif not session.ended_cleanly:
                 reason = "stream closed without a goodbye (agent died or connection lost)"
         except asyncio.CancelledError:
             reason = session.cancel_reason or "connection lost"
@@ -238,7 +131,7 @@ class SessionRegistry:
         except Exception as exc:
             inner = exc.exceptions[0] if isinstance(exc, ExceptionGroup) else exc
             reason = f"stream error: {type(inner).__name__}: {inner}"
-            if not isinstance(inner, (grpc.aio.AioRpcError, ConnectionError)):
+            if not isinstance(inner, (grpc.aio.AioRpcError, ConnectionError, MonitordError)):
                 log.error("Unexpected error on the stream of agent '%s'", agent_id, exc_info=inner)
         finally:
             self._close(session, reason)

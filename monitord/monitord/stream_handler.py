@@ -14,32 +14,22 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 from monitord import records
 from monitord.command_records import FINAL_STATUSES
 from monitord.commands import CommandRouter
 from monitord.config import MonitordConfig
-from monitord.errors import DeliveryError
+from monitord.errors import DeliveryError, MalformedMessage
 from monitord.kafka_bridge import KafkaProducerBridge
 from monitord.limits import RateLimiter, metrics_problem, response_problem
-from monitord.sessions import Session
+from monitord.pending import Pending, described
+from monitord.session import Session
 from monitord.stats import ServerStats
+from monitord.wire import decode
 from monitoring.v1 import monitoring_pb2 as pb
-from monitoring_common.untrusted import LogBudget
+from monitoring_common.untrusted import LogBudget, shown
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(slots=True)  # not frozen: one per record, and a frozen __init__ costs several times more
-class _Pending:
-    kind: pb.AckKind.ValueType
-    future: asyncio.Future[None]
-    sequence: int = 0
-    command_id: str = ""
-    command_status: pb.CommandStatus.ValueType = pb.COMMAND_STATUS_UNSPECIFIED
-    reject: str = ""  # set: answer with this negative ack without waiting for Kafka
-    settled: bool = False  # a positive ack, nothing written (Kafka has that final status already)
 
 
 class AgentStream:
@@ -62,14 +52,14 @@ class AgentStream:
         self._budget = session.budget  # per stream, and through it the server's total
         self._stats = stats
         # FIFO of handed-over records (None: the agent half-closed); the acker may peek at the next.
-        self._pending: deque[_Pending | None] = deque()
+        self._pending: deque[Pending | None] = deque()
         self._pending_ready = asyncio.Event()
         self._server_id = cfg.server.effective_server_id
         self._encoder = records.StreamEncoder(
             agent_id=session.agent_id, server_id=self._server_id, encoding=cfg.kafka.value_encoding
         )
 
-    async def run(self, requests: AsyncIterator[pb.AgentMessage]) -> None:
+    async def run(self, requests: AsyncIterator[bytes]) -> None:
         """Serve the stream until the agent half-closed and every ack was written (or either side failed)."""
         try:
             async with asyncio.TaskGroup() as tg:
@@ -78,14 +68,19 @@ class AgentStream:
         finally:
             self._release_unacked()
 
-    async def _read_loop(self, requests: AsyncIterator[pb.AgentMessage]) -> None:
+    async def _read_loop(self, requests: AsyncIterator[bytes]) -> None:
         session, rate = self._session, self._rate
-        async for message in requests:
+        async for raw in requests:
             session.heard_from()
             if (delay := rate.take()) > 0:
                 await asyncio.sleep(delay)
+            try:
+                message = decode(pb.AgentMessage, raw)
+            except MalformedMessage as exc:  # read no further; the service answers INVALID_ARGUMENT
+                session.refused = str(exc)
+                break
             await self._handle(message)
-        # The agent half-closed: the acker finishes what is outstanding, then the call ends OK.
+        # The agent half-closed (or sent garbage): the acker finishes what is outstanding first.
         self._put(None)
 
     def _release_unacked(self) -> None:
@@ -111,7 +106,7 @@ class AgentStream:
         self._stats.received += 1
         if metrics.agent_id != agent_id:
             await self._reject(
-                pb.ACK_KIND_METRICS, f"agent_id {metrics.agent_id!r} does not match stream", metrics.sequence
+                pb.ACK_KIND_METRICS, f"agent_id '{shown(metrics.agent_id)}' does not match stream", metrics.sequence
             )
             return
         value, headers = self._encoder.encode(metrics, metrics.sequence)
@@ -167,7 +162,7 @@ class AgentStream:
         future = asyncio.get_running_loop().create_future()
         future.set_result(None)
         await self._budget.acquire()
-        self._put(_Pending(pb.ACK_KIND_COMMAND_RESPONSE, future, 0, response.command_id, response.status, settled=True))
+        self._put(Pending(pb.ACK_KIND_COMMAND_RESPONSE, future, 0, response.command_id, response.status, settled=True))
         return True
 
     def _handle_heartbeat(self, hb: pb.AgentHeartbeat) -> None:
@@ -202,7 +197,7 @@ class AgentStream:
         except DeliveryError as exc:
             future = asyncio.get_running_loop().create_future()
             future.set_exception(exc)
-        self._put(_Pending(kind, future, sequence, command_id, command_status))
+        self._put(Pending(kind, future, sequence, command_id, command_status))
 
     async def _reject(
         self,
@@ -215,13 +210,13 @@ class AgentStream:
         self._refused.log(log, logging.WARNING, "Rejected message from agent '%s': %s", self._session.agent_id, reason)
         future = asyncio.get_running_loop().create_future()
         await self._budget.acquire()
-        self._put(_Pending(kind, future, sequence, command_id, status, reject=reason))
+        self._put(Pending(kind, future, sequence, command_id, status, reject=reason))
 
-    def _put(self, item: _Pending | None) -> None:
+    def _put(self, item: Pending | None) -> None:
         self._pending.append(item)
         self._pending_ready.set()
 
-    async def _next(self) -> _Pending | None:
+    async def _next(self) -> Pending | None:
         while not self._pending:
             self._pending_ready.clear()
             await self._pending_ready.wait()
@@ -249,10 +244,10 @@ class AgentStream:
             ack.last_sequence = nxt.sequence
             self._delivered(nxt)
 
-    def _delivered(self, item: _Pending) -> None:
+    def _delivered(self, item: Pending) -> None:
         self._stats.forwarded += 1
         if self._cfg.server.log_each_record:
-            log.info("✓ Forwarded %s from agent '%s' to Kafka", _what(item), self._session.agent_id)
+            log.info("✓ Forwarded %s from agent '%s' to Kafka", described(item), self._session.agent_id)
 
     async def _ack_loop(self) -> None:
         agent_id = self._session.agent_id
@@ -279,7 +274,7 @@ class AgentStream:
                         self._stats.failed += 1
                         log.warning(
                             "✗ Kafka delivery failed for %s from agent '%s': %s (negative ack sent)",
-                            _what(item),
+                            described(item),
                             agent_id,
                             exc.reason,
                         )
@@ -292,9 +287,3 @@ class AgentStream:
                 self._budget.release()
             await self._session.send(pb.ServerMessage(acknowledgment=ack))
             self._stats.acks += 1
-
-
-def _what(item: _Pending) -> str:
-    if item.kind == pb.ACK_KIND_METRICS:
-        return f"metrics #{item.sequence}"
-    return f"command response {item.command_id} ({pb.CommandStatus.Name(item.command_status)})"

@@ -13,6 +13,7 @@ from monitoring_testsupport import (
     KafkaBroker,
     command_responses,
     produce_command,
+    rss_kib,
     start_agent,
     start_monitord,
     statuses,
@@ -20,14 +21,6 @@ from monitoring_testsupport import (
 )
 
 pytestmark = pytest.mark.kafka
-
-
-def rss_kib(pid: int, field: str) -> int:
-    """VmRSS or VmHWM (peak) of ``pid`` in KiB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise AssertionError(f"no {field} for {pid}")
 
 
 def test_a_flood_of_huge_command_records_costs_neither_memory_nor_log(kafka: KafkaBroker, tmp_path: Path) -> None:

@@ -8,7 +8,16 @@ and readers of what landed in Kafka.
 from monitoring_testsupport.commands import FINAL_STATUSES, command_responses, produce_command, statuses
 from monitoring_testsupport.kafka import KafkaBroker, bench_broker, loss_report, read_records, sequences
 from monitoring_testsupport.paths import BIN, KAFKA_SH, REPO, free_port, unique, write_yaml
-from monitoring_testsupport.procs import STARTED, Monitord, Proc, fleet_argv, start_agent, start_fleet, start_monitord
+from monitoring_testsupport.procs import (
+    STARTED,
+    Monitord,
+    Proc,
+    fleet_argv,
+    rss_kib,
+    start_agent,
+    start_fleet,
+    start_monitord,
+)
 from monitoring_testsupport.readiness import NotifyListener, health_status, scrape
 
 __all__ = [
@@ -29,6 +38,7 @@ __all__ = [
     "loss_report",
     "produce_command",
     "read_records",
+    "rss_kib",
     "scrape",
     "sequences",
     "start_agent",

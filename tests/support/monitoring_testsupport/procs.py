@@ -21,6 +21,15 @@ from typing import Any
 from monitoring_testsupport.paths import BIN, free_port, unique, write_yaml
 from monitoring_testsupport.readiness import NotifyListener, scrape
 
+
+def rss_kib(pid: int, field: str = "VmRSS") -> int:
+    """VmRSS (now) or VmHWM (peak) of process ``pid``, in KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise AssertionError(f"no {field} for process {pid}")
+
+
 #: Every process a test started; the autouse fixture in conftest.py stops them after each test.
 STARTED: list[Proc] = []
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from monitord.config import LimitsSection
-from monitord.limits import RateLimiter, metrics_problem
+from monitord.limits import KeyedRate, RateLimiter, connection_options, metrics_problem, registration_problem
 from monitoring.v1 import monitoring_pb2 as pb
 
 LIMITS = LimitsSection(max_string_bytes=64, max_label_bytes=16, max_labels=3, max_disks=4, max_interfaces=4)
@@ -67,3 +70,52 @@ def test_rate_limiter_allows_a_two_second_burst_then_paces() -> None:
     now[0] += 10
     assert limiter.take() == 0
     assert limiter.throttled == 2
+
+
+@pytest.mark.parametrize(
+    ("fields", "problem"),
+    [
+        ({"hostname": "h" * 65}, "hostname longer than 64 bytes"),
+        ({"agent_version": "ü" * 33}, "agent_version longer than 64 bytes"),
+        ({"instance_id": "i" * 65}, "instance_id longer than 64 bytes"),
+        ({"capabilities": [f"c{n}" for n in range(65)]}, "65 capabilities (limit 64)"),
+        ({"capabilities": ["c" * 17]}, "a capability longer than 16 bytes"),
+        ({"interval_seconds": math.nan}, "interval_seconds must be within 0..86400"),
+        ({"interval_seconds": -1.0}, "interval_seconds must be within 0..86400"),
+        ({"interval_seconds": math.inf}, "interval_seconds must be within 0..86400"),
+    ],
+)
+def test_registration_fields_beyond_their_bounds_are_named(fields: dict[str, object], problem: str) -> None:
+    assert registration_problem(pb.AgentRegistration(agent_id="a", **fields), LIMITS) == problem  # type: ignore[arg-type]
+
+
+def test_a_registration_within_bounds_has_no_problem() -> None:
+    r = pb.AgentRegistration(agent_id="a", hostname="h" * 64, capabilities=["c" * 16] * 64, interval_seconds=86_400)
+    assert registration_problem(r, LIMITS) is None
+
+
+def test_keyed_rate_allows_a_burst_then_the_rate_per_key() -> None:
+    now = [0.0]
+    rate = KeyedRate(per_minute=60, burst=3, max_keys=10, clock=lambda: now[0])
+    assert [rate.allow("a") for _ in range(4)] == [True, True, True, False]
+    assert rate.allow("b")  # another key has its own bucket
+    now[0] = 1.0  # one event per second comes back
+    assert [rate.allow("a"), rate.allow("a")] == [True, False]
+
+
+def test_keyed_rate_keeps_at_most_max_keys_forgetting_the_least_recent() -> None:
+    now = [0.0]
+    rate = KeyedRate(per_minute=1, burst=1, max_keys=2, clock=lambda: now[0])
+    assert rate.allow("a") and rate.allow("b")
+    assert not rate.allow("a")  # "a" is now the most recent, "b" the least
+    assert rate.allow("c")  # a third key: "b" is forgotten ...
+    assert rate.allow("b")  # ... and starts with a full bucket again
+
+
+def test_connection_options_carry_the_configured_bounds() -> None:
+    limits = LimitsSection(max_connections=7, handshake_timeout_seconds=1.5, idle_connection_seconds=30)
+    assert dict(connection_options(limits)) == {
+        "grpc.max_allowed_incoming_connections": 7,
+        "grpc.server_handshake_timeout_ms": 1500,
+        "grpc.max_connection_idle_ms": 30_000,
+    }

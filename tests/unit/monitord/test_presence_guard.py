@@ -12,7 +12,8 @@ import pytest
 from monitord.config import KafkaSection
 from monitord.presence_guard import PresenceGuard
 from monitord.publishers import PresencePublisher
-from monitord.sessions import Registration, SessionRegistry
+from monitord.session import Registration
+from monitord.sessions import SessionRegistry
 from monitoring.v1 import monitoring_pb2 as pb
 from monitoring_testsupport.fakes.monitord import FakeContext, RecordingPublisher
 

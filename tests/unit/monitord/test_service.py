@@ -159,3 +159,59 @@ def test_a_draining_server_refuses_registrations_and_streams() -> None:
             assert await asyncio.wait_for(agent.call.code(), WAIT) == grpc.StatusCode.UNAVAILABLE
 
     asyncio.run(scenario())
+
+
+REGISTER = "/monitoring.v1.MonitoringService/RegisterAgent"
+STREAM = "/monitoring.v1.MonitoringService/StreamCommunication"
+
+
+def test_malformed_requests_are_invalid_argument_without_a_traceback(caplog: pytest.LogCaptureFixture) -> None:
+    async def scenario() -> None:
+        async with serving() as (server, _, _, channel):
+            register = channel.unary_unary(REGISTER, request_serializer=None, response_deserializer=None)
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await register(b"\xff\xff\xff", timeout=WAIT)
+            assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert (info.value.details() or "").startswith("malformed AgentRegistration")
+            stream = channel.stream_stream(STREAM, request_serializer=None, response_deserializer=None)
+            ok = pb.AgentMessage(metrics_data=pb.MetricsData(agent_id="web-1", sequence=1)).SerializeToString()
+            call = stream(iter([ok, b"\xff\xff\xff"]), metadata=(("agent-id", "web-1"),), timeout=WAIT)
+            replies = [pb.ServerMessage.FromString(raw) async for raw in _until_error(call)]
+            assert await call.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert [r.acknowledgment.last_sequence for r in replies] == [1]  # what came before is still acked
+            await until(lambda: len(server.sessions) == 0, what="the session closed")
+
+    asyncio.run(scenario())
+    assert "Traceback" not in caplog.text and not any(r.exc_info for r in caplog.records)
+    assert "disconnected: malformed AgentMessage" in caplog.text
+
+
+async def _until_error(call: grpc.aio.StreamStreamCall) -> AsyncIterator[bytes]:
+    with contextlib.suppress(grpc.aio.AioRpcError):
+        async for raw in call:
+            yield raw
+
+
+def test_registration_fields_and_rate_are_bounded() -> None:
+    async def scenario() -> None:
+        async with serving() as (_, _, _, channel):
+            stub = pb_grpc.MonitoringServiceStub(channel)
+            big = registration()
+            big.hostname = "h" * 5000
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await stub.RegisterAgent(big, timeout=WAIT)
+            assert (info.value.code(), info.value.details()) == (
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "registration refused: hostname longer than 1024 bytes",
+            )
+            codes = []
+            for _ in range(15):
+                try:
+                    await stub.RegisterAgent(registration(), timeout=WAIT)
+                    codes.append(grpc.StatusCode.OK)
+                except grpc.aio.AioRpcError as exc:
+                    codes.append(exc.code())
+            assert codes == [grpc.StatusCode.OK] * 10 + [grpc.StatusCode.RESOURCE_EXHAUSTED] * 5
+            await stub.RegisterAgent(registration("web-2"), timeout=WAIT)  # another agent is not slowed
+
+    asyncio.run(scenario())

@@ -12,7 +12,8 @@ import pytest
 
 from monitord.config import KafkaSection
 from monitord.publishers import PresencePublisher
-from monitord.sessions import Registration, Session, SessionRegistry
+from monitord.session import Registration, Session
+from monitord.sessions import SessionRegistry
 from monitoring.v1 import monitoring_pb2 as pb
 from monitoring_testsupport.fakes.monitord import WAIT, FakeContext, RecordingPublisher, until
 
@@ -266,3 +267,12 @@ def test_a_replacement_with_an_older_connection_number_is_not_announced_again() 
         assert sorted(states[2:]) == [("DISCONNECTED", 5), ("DISCONNECTED", 6)]  # no CONNECTED again
 
     asyncio.run(scenario())
+
+
+def test_registrations_are_bounded_the_oldest_forgotten_first() -> None:
+    reg = SessionRegistry(
+        PresencePublisher(RecordingPublisher(), KafkaSection(), "s1"), max_inflight_total=10, max_registrations=2
+    )
+    for agent_id in ("a", "b", "a", "c"):  # "a" registered again: now newer than "b"
+        reg.register(Registration(agent_id, "h", "2.0", frozenset(), "i", 2.0, "p", time.time()))
+    assert [r is not None for r in map(reg.registration, ("a", "b", "c"))] == [True, False, True]

@@ -38,12 +38,12 @@ class Inbox:
     def __aiter__(self) -> Inbox:
         return self
 
-    async def __anext__(self) -> pb.AgentMessage:
+    async def __anext__(self) -> bytes:  # as grpc hands them over: monitord decodes
         message = await self._queue.get()
         if message is None:
             raise StopAsyncIteration
         self.taken += 1
-        return message
+        return message.SerializeToString()
 
 
 def metrics(sequence: int, agent_id: str = "web-1", **fields: object) -> pb.AgentMessage:
