@@ -19,7 +19,6 @@ from monitoring.v1 import monitoring_pb2 as pb
 from monitoring.v1 import monitoring_pb2_grpc as pb_grpc
 from monitoring_testsupport import (
     BIN,
-    REPO,
     KafkaBroker,
     free_port,
     read_records,
@@ -29,52 +28,14 @@ from monitoring_testsupport import (
     unique,
     write_yaml,
 )
+from monitoring_testsupport.pki import agent_tls, localhost, make_pki, server_tls
 
 pytestmark = pytest.mark.kafka
 
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("pki")
-    result = subprocess.run(
-        [str(REPO / "scripts/dev-ca.sh"), str(out), "localhost", "agent-a", "agent-b"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
-    return out
-
-
-def server_tls(pki: Path, mode: str, **auth: Any) -> dict[str, Any]:
-    tls = {
-        "mode": mode,
-        "cert_file": str(pki / "server.crt"),
-        "key_file": str(pki / "server.key"),
-        "client_ca_file": str(pki / "ca.crt"),
-    }
-    return {"server": {"tls": tls, "auth": {"require_identity": True, **auth}}}
-
-
-def agent_tls(pki: Path, mode: str, cert_for: str = "agent-a", token_file: str = "") -> dict[str, Any]:
-    return {
-        "connection": {
-            "tls": {
-                "mode": mode,
-                "ca_file": str(pki / "ca.crt"),
-                "cert_file": str(pki / f"agents/{cert_for}.crt"),
-                "key_file": str(pki / f"agents/{cert_for}.key"),
-                "server_name": "localhost",
-                "token_file": token_file,
-            },
-            "ack_timeout_seconds": 4,
-            "backoff_max_seconds": 1,
-        }
-    }
-
-
-def localhost(address: str) -> str:
-    return address.replace("127.0.0.1", "localhost")
+    return make_pki(tmp_path_factory.mktemp("pki"), "agent-a", "agent-b")
 
 
 def test_mutual_tls_end_to_end(kafka: KafkaBroker, tmp_path: Path, pki: Path) -> None:
