@@ -11,6 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import grpc
+
+from monitoring.v1 import monitoring_pb2 as pb
+from monitoring.v1 import monitoring_pb2_grpc as pb_grpc
 from monitoring_testsupport.procs import Proc, start_agent
 
 INTERVAL = 0.5
@@ -94,3 +98,21 @@ class Agent:
     def stop(self) -> None:
         for proc in self.runs:
             proc.stop(timeout=10)
+
+
+def impostor_answers(address: str, agent_id: str, command_ids: list[str], timeout: float = 15.0) -> int:
+    """Stream, as ``agent_id``, a DELIVERED and a SUCCEEDED for each of ``command_ids`` (commands of
+    another agent); returns how many of those responses monitord refused."""
+    messages = [
+        pb.AgentMessage(command_response=pb.CommandResponseMessage(command_id=c, agent_id=agent_id, status=status))
+        for c in command_ids
+        for status in (pb.DELIVERED, pb.SUCCEEDED)
+    ]
+    with grpc.insecure_channel(address) as channel:
+        stub = pb_grpc.MonitoringServiceStub(channel)
+        refused = 0
+        replies = stub.StreamCommunication(iter(messages), metadata=(("agent-id", agent_id),), timeout=timeout)
+        for reply in replies:
+            if reply.HasField("acknowledgment"):
+                refused += not reply.acknowledgment.success
+        return refused

@@ -10,6 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from monitoring_testsupport.matrix.agents import impostor_answers
+
 if TYPE_CHECKING:
     from monitoring_testsupport.matrix.cell import Cell
 
@@ -121,6 +123,18 @@ def _network_cut(cell: Cell) -> None:
     cell.recovered(cell.servers[0])
 
 
+def _impostor_answers(cell: Cell) -> None:
+    # Issue 14, finding 4: another agent's final answers once marked a command answered everywhere,
+    # so the agent it was for never got it. The late agent's commands are held now: answer them.
+    target = cell.late.agent_id
+    cell.producer.flush(10)
+    held = [s.command_id for s in cell.producer.confirmed() if s.agent_id == target]
+    refused = impostor_answers(cell.servers[0].address, f"{target}-impostor", held)
+    if refused != 2 * len(held):
+        cell.note(f"{2 * len(held) - refused} of {2 * len(held)} forged responses were accepted")
+    cell.recovered(cell.servers[0])
+
+
 FAULTS: dict[str, Fault] = {
     f.name: f
     for f in (
@@ -137,5 +151,10 @@ FAULTS: dict[str, Fault] = {
         Fault("agent-kill9-command", "agent SIGKILL during a slow command, restarted", _agent_kill9_mid_command),
         Fault("kafka-stopped", "Kafka broker stopped 30 s", _kafka_stopped, private_kafka=True),
         Fault("network-cut", "agent's network cut 30 s (own netns)", _network_cut, netns=True),
+        Fault(
+            "impostor-answers",
+            "another agent streams DELIVERED and SUCCEEDED for the late agent's held commands",
+            _impostor_answers,
+        ),
     )
 }
