@@ -18,4 +18,3 @@ def test_a_valid_message_is_decoded() -> None:
 def test_malformed_bytes_raise_malformed_message(raw: bytes) -> None:
     with pytest.raises(MalformedMessage, match=r"^malformed AgentMessage: "):
         decode(pb.AgentMessage, raw)
-
