@@ -19,6 +19,8 @@ from monitord.errors import AuthConfigError, StartupError
 from monitord.health import HealthReporter
 from monitord.kafka_bridge import KafkaProducerBridge
 from monitord.kafka_clients import CommandsConsumerFactory, ProducerFactory
+from monitord.kafka_cluster import AdminFactory
+from monitord.kafka_state import KafkaStatus
 from monitord.limits import connection_options
 from monitord.presence_guard import PresenceGuard
 from monitord.publishers import PresencePublisher, ResponsePublisher
@@ -46,6 +48,7 @@ class Monitord:
         producer_factory: ProducerFactory | None = None,
         consumer_factory: CommandsConsumerFactory | None = None,
         notifier: Notifier | None = None,
+        admin_factory: AdminFactory | None = None,
     ) -> None:
         self.cfg = cfg
         self.notifier = notifier or Notifier()
@@ -56,6 +59,7 @@ class Monitord:
             cfg.kafka,
             client_id=f"monitord-{server_id}",
             producer_factory=producer_factory,
+            admin_factory=admin_factory,
             on_state_change=self._kafka_state_changed,
         )
         self.health = HealthReporter()
@@ -205,9 +209,9 @@ class Monitord:
             self.metrics.close()
         await self.bridge.close(timeout=1.0)
 
-    def _kafka_state_changed(self, up: bool, _detail: str) -> None:
-        # Load balancers send agents elsewhere while this instance cannot store their records.
-        task = asyncio.get_running_loop().create_task(self.health.set_serving(up))
+    def _kafka_state_changed(self, status: KafkaStatus) -> None:
+        # Balancers send agents elsewhere while this instance cannot store records (degraded can).
+        task = asyncio.get_running_loop().create_task(self.health.set_serving(status.up))
         self._tasks.append(task)
         task.add_done_callback(self._tasks.remove)
 
@@ -242,11 +246,9 @@ class Monitord:
 
     def status_line(self) -> str:
         """One line for operators: the STATUS= of `systemctl status`, and the periodic log line."""
-        rate = self._rate.rate(self.stats.forwarded)
-        kafka = "up" if self.bridge.kafka_up else f"DOWN ({self.bridge.kafka_state})"
         return (
-            f"{len(self.sessions)} agents connected, {rate:.1f} records/s, "
-            f"{self.stats.forwarded} forwarded, {self.stats.failed} failed, Kafka {kafka}"
+            f"{len(self.sessions)} agents connected, {self._rate.rate(self.stats.forwarded):.1f} records/s, "
+            f"{self.stats.forwarded} forwarded, {self.stats.failed} failed, Kafka {self.bridge.kafka_status().text}"
         )
 
     def reload(self, reloader: Reloader) -> None:

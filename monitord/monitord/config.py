@@ -203,6 +203,27 @@ class KafkaSection:
     queue_max_messages: int = setting(
         200_000, "librdkafka's local produce queue bound (queue.buffering.max.messages).", min=1000, max=10_000_000
     )
+    down_after_seconds: float = setting(
+        10.0,
+        "Kafka counts as down (health NOT_SERVING) once records waited this long without any confirmation, "
+        "or no broker answered metadata requests for this long (whatever delivery_timeout_ms is).",
+        min=1,
+        max=3600,
+    )
+    up_after_seconds: float = setting(
+        3.0,
+        "Hysteresis: down ends after confirmations for this long (none waiting over half of it), "
+        "degraded after clean metadata for this long.",
+        min=0,
+        max=600,
+    )
+    metadata_interval_seconds: float = setting(
+        5.0,
+        "How often cluster metadata is read: partitions of monitord's topics without a leader or under "
+        "min.insync.replicas make the state degraded. Shorter than down_after_seconds.",
+        min=1,
+        max=300,
+    )
     client: Mapping[str, str] = setting(
         factory=lambda: MappingProxyType({}),
         doc="librdkafka properties for every Kafka client of monitord, monitor-analyzer and monitorctl "
@@ -221,6 +242,8 @@ class KafkaSection:
     def __post_init__(self) -> None:
         for part in self.bootstrap_servers.split(","):
             split_hostport("bootstrap_servers", part.strip())
+        if self.metadata_interval_seconds >= self.down_after_seconds:  # idle, answers would come too late
+            raise InvalidField("metadata_interval_seconds", "must be shorter than down_after_seconds")
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """gRPC health checking (grpc.health.v1) and server reflection, for load balancers and grpcurl.
 
-Health: SERVING while Kafka takes records; NOT_SERVING while deliveries fail (agents are better
+Health: SERVING while Kafka is up or degraded; NOT_SERVING while it is down
+(:mod:`monitord.kafka_state`: no confirmation for ``kafka.down_after_seconds``; agents are better
 off on another instance) and from the start of shutdown on, so a balancer stops sending new
 agents before the streams are redirected. Reflection lists the monitoring and health services.
 
@@ -75,6 +76,7 @@ class HealthReporter:
         reflection_pb2_grpc.add_ServerReflectionServicer_to_server(GuardedReflection(names, auth), server)
 
     async def set_serving(self, serving: bool) -> None:
+        """SERVING or NOT_SERVING for every service (ignored once shutting down)."""
         if self._shutting_down:
             return
         status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING

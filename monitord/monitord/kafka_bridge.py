@@ -4,6 +4,10 @@ librdkafka is driven by one background thread that calls ``poll()``; delivery re
 one poll are handed to the event loop in a single ``call_soon_threadsafe``, so the loop is never
 blocked on Kafka and is woken once per batch, not once per record. A record's future resolves only
 when Kafka confirmed it (``acks=all``) -- that is what the agent's ack waits for.
+
+The same hand-overs (and one about every second while idle) feed :class:`KafkaHealth`, which
+decides whether Kafka is up, degraded or down (:mod:`monitord.kafka_state`); cluster metadata comes
+from a :class:`ClusterWatch` on its own thread. librdkafka's error callbacks only log.
 """
 
 from __future__ import annotations
@@ -17,10 +21,13 @@ from collections.abc import Callable
 
 import confluent_kafka
 from confluent_kafka import KafkaError
+from confluent_kafka.admin import AdminClient
 
 from monitord.config import KafkaSection
 from monitord.errors import DeliveryError, ProducerClosed
 from monitord.kafka_clients import ProducerFactory, QueueingProducer, librdkafka_logger, producer_config
+from monitord.kafka_cluster import AdminFactory, ClusterWatch
+from monitord.kafka_state import ClusterReport, KafkaHealth, KafkaState, KafkaStatus, announce
 from monitoring_common.metrics_http import LatencyHistogram
 
 log = logging.getLogger(__name__)
@@ -35,6 +42,9 @@ _PERMANENT = {
     KafkaError.INVALID_MSG_SIZE,
 }
 
+#: Idle polls (0.1 s each) between two evaluations of the Kafka state.
+_TICK_POLLS = 10
+
 
 class KafkaProducerBridge:
     """Owns the producer and its poll thread; ``produce()`` returns a delivery future."""
@@ -45,12 +55,20 @@ class KafkaProducerBridge:
         *,
         client_id: str,
         producer_factory: ProducerFactory | None = None,
-        on_state_change: Callable[[bool, str], None] | None = None,
+        admin_factory: AdminFactory | None = None,
+        on_state_change: Callable[[KafkaStatus], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._cfg = cfg
         self._client_id = client_id
         self._factory: ProducerFactory = producer_factory or confluent_kafka.Producer  # type: ignore[assignment]
+        # A fake producer comes with its own metadata source or none (then: no metadata probes).
+        self._admin_factory = admin_factory
+        if producer_factory is None and admin_factory is None:
+            self._admin_factory = AdminClient
+        self._watch: ClusterWatch | None = None
         self._on_state_change = on_state_change
+        self._clock = clock
         self._loop: asyncio.AbstractEventLoop | None = None
         self._producer: QueueingProducer | None = None
         self._thread: threading.Thread | None = None
@@ -58,8 +76,7 @@ class KafkaProducerBridge:
         self._closed = False
         self._background: set[asyncio.Task[None]] = set()
         self._reports: list[tuple[asyncio.Future[None], KafkaError | None]] = []
-        self.kafka_up = True
-        self.kafka_state = "connecting"
+        self.kafka = KafkaHealth(down_after=cfg.down_after_seconds, up_after=cfg.up_after_seconds, now=clock())
         self.delivered = 0
         self.failed = 0
         self.last_poll = time.monotonic()
@@ -78,6 +95,9 @@ class KafkaProducerBridge:
         self._producer = self._factory(conf)
         self._thread = threading.Thread(target=self._poll_loop, name="kafka-poll", daemon=True)
         self._thread.start()
+        if self._admin_factory is not None:
+            self._watch = ClusterWatch.of(self._cfg, self._admin_factory, self._client_id, self._cluster_report)
+            self._watch.start()
 
     async def close(self, timeout: float) -> int:
         """Flush what is queued (up to ``timeout`` s), stop the thread; returns records left unsent."""
@@ -86,9 +106,11 @@ class KafkaProducerBridge:
         self._closed = True
         self._flush_seconds = timeout
         self._stop.set()
+        loop = asyncio.get_running_loop()
         if self._thread is not None:
-            thread = self._thread
-            await asyncio.get_running_loop().run_in_executor(None, thread.join, timeout + 5)
+            await loop.run_in_executor(None, self._thread.join, timeout + 5)
+        if self._watch is not None and (watcher := self._watch.stop()) is not None:
+            await loop.run_in_executor(None, watcher.join, 15)  # at most one request's timeout
         remaining = len(self._producer) if self._producer is not None else 0
         if remaining:
             log.error("Kafka producer closed with %d records undelivered", remaining)
@@ -107,7 +129,7 @@ class KafkaProducerBridge:
         if self._closed:
             raise ProducerClosed()
         fut: asyncio.Future[None] = self._loop.create_future()
-        reports, latency, clock = self._reports, self.delivery_latency, time.monotonic
+        reports, latency, clock = self._reports, self.delivery_latency, self._clock
         handed = clock()
 
         def on_delivery(err: KafkaError | None, _msg: object) -> None:  # on the poll thread
@@ -120,6 +142,7 @@ class KafkaProducerBridge:
             return None
         except confluent_kafka.KafkaException as exc:
             raise DeliveryError(str(exc.args[0] if exc.args else exc), retriable=False) from None
+        self.kafka.sent(handed)
         return fut
 
     async def produce(
@@ -171,6 +194,15 @@ class KafkaProducerBridge:
             await asyncio.wait(set(self._background), timeout=timeout)
 
     @property
+    def kafka_up(self) -> bool:
+        """Kafka is not down (degraded counts as up): what gRPC health reports."""
+        return self.kafka.state is not KafkaState.DOWN
+
+    def kafka_status(self) -> KafkaStatus:
+        """The Kafka state now, with its reason (STATUS=, /metrics)."""
+        return self.kafka.status(self._clock())
+
+    @property
     def queue_depth(self) -> int:
         """Records queued in librdkafka, not yet delivered."""
         return len(self._producer) if self._producer is not None else 0
@@ -186,61 +218,76 @@ class KafkaProducerBridge:
     def _poll_loop(self) -> None:
         assert self._producer is not None and self._loop is not None
         producer, loop = self._producer, self._loop
+        idle = 0
         while not self._stop.is_set():
             producer.poll(0.1)
             self.last_poll = time.monotonic()
-            self._hand_over(loop)
+            idle = 0 if self._hand_over(loop, tick=idle >= _TICK_POLLS) else idle + 1
         producer.flush(self._flush_seconds)
-        self._hand_over(loop)
+        self._hand_over(loop, tick=False)
 
-    def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
-        if not self._reports:
-            return
+    def _hand_over(self, loop: asyncio.AbstractEventLoop, *, tick: bool) -> bool:
+        """Pass the delivery reports (or, on a ``tick``, none) to the loop; whether it was called."""
+        if not self._reports and not tick:
+            return False
         # Delivery callbacks run inside poll() on this thread, so taking the list here is safe.
         batch = self._reports.copy()
         self._reports.clear()
-        with contextlib.suppress(RuntimeError):  # loop closed during interpreter shutdown
-            loop.call_soon_threadsafe(self._settle, batch)
+        self._call_soon(loop, self._settle, batch)
+        return True
+
+    @staticmethod
+    def _call_soon(loop: asyncio.AbstractEventLoop | None, callback: Callable[..., None], *args: object) -> None:
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):  # loop closed during interpreter shutdown
+                loop.call_soon_threadsafe(callback, *args)
 
     def _settle(self, batch: list[tuple[asyncio.Future[None], KafkaError | None]]) -> None:
+        answered = failed = 0
         for fut, err in batch:
             if err is None:
                 self.delivered += 1
-                if not self.kafka_up:
-                    self._set_state(True, "delivering")
+                answered += 1
                 if not fut.done():
                     fut.set_result(None)
             else:
                 self.failed += 1
+                retriable = err.code() not in _PERMANENT
+                failed += retriable  # a permanent refusal is an answer: Kafka is there
+                answered += not retriable
                 if not fut.done():
-                    fut.set_exception(
-                        DeliveryError(f"Kafka delivery failed: {err.str()}", retriable=err.code() not in _PERMANENT)
-                    )
-                if err.code() == KafkaError._MSG_TIMED_OUT:
-                    self._set_state(False, "delivery timing out")
+                    fut.set_exception(DeliveryError(f"Kafka delivery failed: {err.str()}", retriable=retriable))
+        now = self._clock()
+        self.kafka.settled(now, answered, failed)
+        self._evaluate(now)
+
+    def _cluster_report(self, report: ClusterReport | None) -> None:  # on the metadata thread
+        self._call_soon(self._loop, self._on_cluster, report)
+
+    def _on_cluster(self, report: ClusterReport | None) -> None:
+        now = self._clock()
+        self.kafka.cluster(now, report)
+        self._evaluate(now)
+
+    def _on_fatal(self, detail: str) -> None:
+        now = self._clock()
+        self.kafka.fatal(now, detail)
+        self._evaluate(now)
+
+    def _evaluate(self, now: float) -> None:
+        change = self.kafka.evaluate(now)
+        if change is not None:
+            announce(change)
+            if self._on_state_change is not None:
+                self._on_state_change(self.kafka.status(now))
 
     def _on_error(self, err: KafkaError) -> None:
-        # Called from poll() on the poll thread.
-        code = err.code()
-        if code in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT, KafkaError._RESOLVE):
-            if self._loop is not None:
-                self._loop.call_soon_threadsafe(self._set_state, False, err.str())
-        elif err.fatal():
+        # Called from poll() on the poll thread. Connection errors (one broker, or all of them) say
+        # nothing about whether records are confirmed: the state comes from confirmations and metadata.
+        if err.fatal():
             log.critical("Kafka producer fatal error: %s", err.str())
-            if self._loop is not None:
-                self._loop.call_soon_threadsafe(self._set_state, False, "fatal: " + err.str())
+            self._call_soon(self._loop, self._on_fatal, err.str())
+        elif err.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT, KafkaError._RESOLVE):
+            log.debug("Kafka connection error: %s", err.str())
         else:
             log.warning("Kafka client error: %s", err.str())
-
-    def _set_state(self, up: bool, detail: str) -> None:
-        if up == self.kafka_up and self.kafka_state == detail:
-            return
-        changed = up != self.kafka_up
-        self.kafka_up, self.kafka_state = up, detail
-        if changed:
-            if up:
-                log.info("✓ Kafka reachable again (%s)", detail)
-            else:
-                log.warning("Kafka unavailable: %s — records wait for it, agents keep spooling", detail)
-            if self._on_state_change is not None:
-                self._on_state_change(up, detail)

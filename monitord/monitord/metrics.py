@@ -15,6 +15,7 @@ from typing import Protocol
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from monitord.inflight import InflightBudget
+from monitord.kafka_state import KafkaStatus
 from monitord.stats import AUTH_FAILURE_REASONS, AuthStats, IntakeStats, RouterStats, ServerStats, SessionStats
 from monitoring_common.metrics_http import LatencyHistogram, MetricsEndpoint
 
@@ -22,8 +23,7 @@ from monitoring_common.metrics_http import LatencyHistogram, MetricsEndpoint
 class KafkaGauges(Protocol):
     """What /metrics shows of the producer (:class:`monitord.kafka_bridge.KafkaProducerBridge`)."""
 
-    @property
-    def kafka_up(self) -> bool: ...
+    def kafka_status(self) -> KafkaStatus: ...
     @property
     def queue_depth(self) -> int: ...
     @property
@@ -68,7 +68,7 @@ def collect(sources: Sources) -> Iterator[Metric]:
     yield _counter("monitord_heartbeats_received", "Agent heartbeats.", stats.heartbeats)
     yield _gauge("monitord_inflight_records", "Records handed to Kafka, not yet acknowledged.", sources.inflight.in_use)
     yield _gauge("monitord_kafka_queue_depth", "Records in librdkafka's local queue.", kafka.queue_depth)
-    yield _gauge("monitord_kafka_up", "1 while Kafka accepts records, 0 while deliveries fail.", int(kafka.kafka_up))
+    yield from _kafka_state(kafka.kafka_status())
     yield kafka.delivery_latency.family(
         "monitord_kafka_delivery_seconds", "From handing a record to the producer to Kafka's confirmation."
     )
@@ -106,6 +106,36 @@ def collect(sources: Sources) -> Iterator[Metric]:
         sum(list(stats.agent_drops.values())),
     )
     yield from _auth(stats.auth)
+
+
+def _kafka_state(status: KafkaStatus) -> Iterator[Metric]:
+    yield _gauge(
+        "monitord_kafka_state",
+        "Kafka as monitord sees it: 2 up, 1 degraded, 0 down (docs/operations.md).",
+        status.state,
+    )
+    yield _gauge("monitord_kafka_up", "1 unless Kafka is down (degraded counts as up).", int(status.up))
+    yield _gauge(
+        "monitord_kafka_unconfirmed_seconds",
+        "How long records have waited without any confirmation (0 while confirmations flow or none wait).",
+        status.unconfirmed_seconds,
+    )
+    report = status.report
+    yield _gauge(
+        "monitord_kafka_partitions",
+        "Partitions of the topics monitord writes, in the latest cluster metadata (0 before the first).",
+        report.partitions if report is not None else 0,
+    )
+    impaired = GaugeMetricFamily(
+        "monitord_kafka_partitions_impaired",
+        "Of those, partitions without leader, under min.insync.replicas, or with fewer in-sync replicas than replicas.",
+        labels=["problem"],
+    )
+    if report is not None:
+        impaired.add_metric(["no_leader"], report.no_leader)
+        impaired.add_metric(["under_min_isr"], report.under_min_isr)
+        impaired.add_metric(["under_replicated"], report.under_replicated)
+    yield impaired
 
 
 def _auth(auth: AuthStats) -> Iterator[Metric]:

@@ -12,15 +12,15 @@ from pathlib import Path
 
 import grpc
 import pytest
-from confluent_kafka import KafkaError
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from monitord.app import Monitord
-from monitord.config import AuthSection, CommandsSection, MonitordConfig, ServerMetricsSection
+from monitord.config import AuthSection, CommandsSection, KafkaSection, MonitordConfig, ServerMetricsSection
 from monitord.errors import StartupError
 from monitoring.v1 import monitoring_pb2 as pb
 from monitoring_common.config_loader import ConfigError
 from monitoring_testsupport import free_port
+from monitoring_testsupport.fakes.kafka_admin import AdminFactory, healthy
 from monitoring_testsupport.fakes.monitord import (
     WAIT,
     AgentCall,
@@ -31,8 +31,10 @@ from monitoring_testsupport.fakes.monitord import (
 )
 
 
-def make(cfg: MonitordConfig, producers: ProducerFactory | None = None) -> Monitord:
-    return Monitord(cfg, producer_factory=producers or ProducerFactory(), consumer_factory=ConsumerFactory())
+def make(cfg: MonitordConfig, producers: ProducerFactory | None = None, admins: AdminFactory | None = None) -> Monitord:
+    return Monitord(
+        cfg, producer_factory=producers or ProducerFactory(), consumer_factory=ConsumerFactory(), admin_factory=admins
+    )
 
 
 def port_is_free(port: int) -> bool:
@@ -143,15 +145,31 @@ def test_shutdown_redirects_agents_then_flushes(caplog: pytest.LogCaptureFixture
     assert "monitord stopped (0 forwarded, 0 failed, 0 left undelivered)" in caplog.text
 
 
-def test_metrics_endpoint_and_health_follow_kafka() -> None:
+def test_metrics_status_and_health_follow_the_kafka_state() -> None:
+    """Degraded (a partition without leader) still serves; brokers that stop answering are down."""
+
     async def scenario() -> None:
-        cfg = dataclasses.replace(plaintext_config(), metrics=ServerMetricsSection(listen=f"127.0.0.1:{free_port()}"))
-        producers = ProducerFactory()
-        async with make(cfg, producers) as server:
+        kafka = KafkaSection(down_after_seconds=3, metadata_interval_seconds=1)
+        cfg = dataclasses.replace(
+            plaintext_config(), kafka=kafka, metrics=ServerMetricsSection(listen=f"127.0.0.1:{free_port()}")
+        )
+        admins = AdminFactory({"monitoring-data": [(-1, [1, 2, 3], []), *healthy(2)], "agent-status": healthy()})
+        async with make(cfg, ProducerFactory(), admins) as server:
             assert server.metrics is not None
             url = f"http://127.0.0.1:{server.metrics.port}/metrics"
+            await until(lambda: "degraded" in server.status_line(), what="the first metadata answer")
+            assert server.status_line().endswith(
+                "Kafka degraded (1 partition without leader, 1 partition under min ISR, topic missing: command-responses)"
+            )
             text = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=WAIT).read().decode())
-            for name in ("monitord_connected_agents 0.0", "monitord_kafka_up 1.0", "monitord_commands_held 0.0"):
+            for name in (
+                "monitord_connected_agents 0.0",
+                "monitord_kafka_state 1.0",
+                "monitord_kafka_up 1.0",
+                "monitord_kafka_partitions 6.0",
+                'monitord_kafka_partitions_impaired{problem="no_leader"} 1.0',
+                "monitord_commands_held 0.0",
+            ):
                 assert name in text
             async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
                 health = health_pb2_grpc.HealthStub(channel)
@@ -160,13 +178,14 @@ def test_metrics_endpoint_and_health_follow_kafka() -> None:
                     reply = await health.Check(health_pb2.HealthCheckRequest(service=""), timeout=WAIT)
                     return int(reply.status)
 
-                assert await status() == health_pb2.HealthCheckResponse.SERVING
-                producers.producer.conf["error_cb"](KafkaError(KafkaError._ALL_BROKERS_DOWN, "all brokers down"))
-                deadline = asyncio.get_running_loop().time() + WAIT
+                assert await status() == health_pb2.HealthCheckResponse.SERVING  # degraded still serves
+                admins.admin.unreachable = True
+                deadline = asyncio.get_running_loop().time() + 3 * WAIT
                 while await status() != health_pb2.HealthCheckResponse.NOT_SERVING:
                     assert asyncio.get_running_loop().time() < deadline, "health never said NOT_SERVING"
                     await asyncio.sleep(0.01)
-                assert "Kafka DOWN (all brokers down)" in server.status_line()
+                line = server.status_line()
+                assert "Kafka DOWN (no broker answered for " in line and "; 1 partition without leader" in line
 
     asyncio.run(scenario())
 

@@ -1,5 +1,6 @@
 """The Kafka bridge: a record's future resolves only after its delivery report, which librdkafka
-runs on the poll thread; a full local queue is waited out, never a drop."""
+runs on the poll thread; a full local queue is waited out, never a drop. The Kafka state follows
+confirmations and cluster metadata (on a fake clock), never single client errors."""
 
 from __future__ import annotations
 
@@ -13,11 +14,25 @@ from confluent_kafka import KafkaError, KafkaException
 from monitord.config import KafkaSection
 from monitord.errors import DeliveryError, ProducerClosed
 from monitord.kafka_bridge import KafkaProducerBridge
+from monitord.kafka_state import KafkaState, KafkaStatus
+from monitoring_testsupport.fakes.kafka_admin import AdminFactory, healthy
 from monitoring_testsupport.fakes.monitord import WAIT, ProducerFactory, until
 
+TOPICS = ("monitoring-data", "agent-status", "command-responses")
 
-def bridge(factory: ProducerFactory, **kwargs: object) -> KafkaProducerBridge:
-    return KafkaProducerBridge(KafkaSection(), client_id="t", producer_factory=factory, **kwargs)  # type: ignore[arg-type]
+
+def bridge(factory: ProducerFactory, cfg: KafkaSection | None = None, **kwargs: object) -> KafkaProducerBridge:
+    return KafkaProducerBridge(cfg or KafkaSection(), client_id="t", producer_factory=factory, **kwargs)  # type: ignore[arg-type]
+
+
+class FakeClock:
+    """The bridge's clock (read on the loop and the poll thread); a test moves it."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
 def test_future_resolves_only_after_the_delivery_report_on_the_poll_thread() -> None:
@@ -38,7 +53,8 @@ def test_future_resolves_only_after_the_delivery_report_on_the_poll_thread() -> 
             await asyncio.wait_for(bad, WAIT)
         assert info.value.retriable
         assert fake.callback_threads == {"kafka-poll"}  # never on the event loop's thread
-        assert b.delivered == 1 and b.failed == 1 and not b.kafka_up
+        assert b.delivered == 1 and b.failed == 1
+        assert b.kafka_up  # one timed-out record is no outage (nothing waits any longer than that)
         assert b.delivery_path_alive() and b.queue_depth == 0
         assert await b.close(timeout=1) == 0
         assert not b.delivery_path_alive()
@@ -48,9 +64,8 @@ def test_future_resolves_only_after_the_delivery_report_on_the_poll_thread() -> 
 
 def test_a_full_local_queue_is_waited_out_and_kafka_comes_back() -> None:
     async def scenario() -> None:
-        states: list[bool] = []
         factory = ProducerFactory(auto=False)
-        b = bridge(factory, on_state_change=lambda up, _detail: states.append(up))
+        b = bridge(factory)
         await b.start()
         fake = factory.producer
         first = await b.produce("t", b"k", b"v", [])
@@ -63,7 +78,7 @@ def test_a_full_local_queue_is_waited_out_and_kafka_comes_back() -> None:
         assert fake.full == 0 and len(fake.produced) == 2
         fake.release(1)
         await asyncio.wait_for(later, WAIT)
-        assert b.kafka_up and states == [False, True]
+        assert b.kafka_up
         await b.close(timeout=1)
 
     asyncio.run(scenario())
@@ -115,25 +130,90 @@ def test_background_publishes_are_drained_and_failures_logged(caplog: pytest.Log
     assert "Could not publish presence of agent 'b': Kafka delivery failed" in caplog.text
 
 
-def test_client_errors_change_the_state_on_the_loop() -> None:
+def test_connection_errors_leave_the_state_alone_and_a_fatal_error_is_down_for_good(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     async def scenario() -> None:
         factory = ProducerFactory()
-        states: list[tuple[bool, str]] = []
-        b = bridge(factory, on_state_change=lambda up, detail: states.append((up, detail)))
+        states: list[KafkaStatus] = []
+        b = bridge(factory, on_state_change=states.append)
         await b.start()
         error_cb = factory.producer.conf["error_cb"]
-        on_thread = threading.Thread(target=error_cb, args=(KafkaError(KafkaError._ALL_BROKERS_DOWN, "all down"),))
-        on_thread.start()
-        on_thread.join(WAIT)
-        await until(lambda: not b.kafka_up, what="Kafka marked down")
-        assert b.kafka_state == "all down" and states == [(False, "all down")]
+        for code in (KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN):  # one broker of three, or all
+            on_thread = threading.Thread(target=error_cb, args=(KafkaError(code, "gone"),))
+            on_thread.start()
+            on_thread.join(WAIT)
+        await asyncio.wait_for(await b.produce("t", b"k", b"v", []), WAIT)
+        assert b.kafka_up and states == []
         error_cb(KafkaError(KafkaError._FATAL, "fenced", fatal=True))
-        await until(lambda: b.kafka_state == "fatal: fenced", what="the fatal state")
-        error_cb(KafkaError(KafkaError._MSG_TIMED_OUT, "just a warning"))
-        fut = await b.produce("t", b"k", b"v", [])
-        await asyncio.wait_for(fut, WAIT)
-        assert b.kafka_up and b.kafka_state == "delivering"
+        await until(lambda: not b.kafka_up, what="the fatal state")
+        await asyncio.wait_for(await b.produce("t", b"k", b"v", []), WAIT)
+        assert b.kafka_status().text == "DOWN (fatal: fenced)" and [s.state for s in states] == [KafkaState.DOWN]
         await b.close(timeout=1)
+
+    with caplog.at_level(logging.DEBUG):
+        asyncio.run(scenario())
+    assert "Kafka producer fatal error: fenced" in caplog.text
+    assert caplog.text.count("Kafka unavailable: fatal: fenced") == 1
+
+
+def test_records_unconfirmed_for_down_after_are_down_until_confirmations_resume(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def scenario() -> None:
+        clock, states = FakeClock(), list[KafkaStatus]()
+        factory = ProducerFactory(auto=False)
+        cfg = KafkaSection(down_after_seconds=10, up_after_seconds=3)
+        b = bridge(factory, cfg, on_state_change=states.append, clock=clock)
+        await b.start()
+        fake = factory.producer
+        waiting = [await b.produce("t", b"k", b"v", []) for _ in range(3)]
+        clock.now += 9.9
+        await until(lambda: b.kafka_status().unconfirmed_seconds == pytest.approx(9.9), what="a tick")
+        assert b.kafka_up  # not yet
+        clock.now += 0.2
+        await until(lambda: not b.kafka_up, what="Kafka marked down")
+        assert b.kafka_status().text == "DOWN (no confirmation for 10 s)"
+        fake.release(3)
+        await asyncio.wait_for(asyncio.gather(*waiting), WAIT)
+        assert not b.kafka_up  # the hold: confirmations must go on for up_after
+        clock.now += 3
+        await until(lambda: b.kafka_up, what="Kafka up again")
+        assert [s.state for s in states] == [KafkaState.DOWN, KafkaState.UP]
+        await b.close(timeout=1)
+
+    with caplog.at_level(logging.INFO):
+        asyncio.run(scenario())
+    assert caplog.text.count("Kafka unavailable: no confirmation for 10 s") == 1
+    assert caplog.text.count("✓ Kafka reachable again (records confirmed; down for 3 s)") == 1
+
+
+def test_cluster_metadata_makes_it_degraded_and_silent_brokers_down() -> None:
+    async def scenario() -> None:
+        clock, states = FakeClock(), list[KafkaStatus]()
+        admins = AdminFactory({t: healthy() for t in TOPICS})
+        cfg = KafkaSection(down_after_seconds=10, up_after_seconds=3, metadata_interval_seconds=1)
+        b = bridge(ProducerFactory(), cfg, admin_factory=admins, on_state_change=states.append, clock=clock)
+        await b.start()
+        await until(lambda: b.kafka_status().report is not None, what="the first metadata answer")
+        admin = admins.admin
+        admin.partitions["agent-status"] = [(-1, [1, 2, 3], []), (2, [1, 2, 3], [2])]
+        await until(lambda: b.kafka_status().state is KafkaState.DEGRADED, what="degraded")
+        assert (
+            b.kafka_up and b.kafka_status().text == "degraded (1 partition without leader, 2 partitions under min ISR)"
+        )
+        admin.partitions["agent-status"] = healthy()
+        await until(lambda: b.kafka_status().report.healthy, what="clean metadata")  # type: ignore[union-attr]
+        clock.now += 3
+        await until(lambda: b.kafka_status().state is KafkaState.UP, what="up again")
+        admin.unreachable = True
+        requests = admin.metadata_requests
+        await until(lambda: admin.metadata_requests > requests, what="a failed request")
+        clock.now += 10.5
+        await until(lambda: not b.kafka_up, what="down: no broker answers")
+        assert b.kafka_status().text.startswith("DOWN (no broker answered for 1")
+        assert [s.state for s in states] == [KafkaState.DEGRADED, KafkaState.UP, KafkaState.DOWN]
+        assert await b.close(timeout=1) == 0
 
     asyncio.run(scenario())
 
