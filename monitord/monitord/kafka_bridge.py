@@ -106,11 +106,12 @@ class KafkaProducerBridge:
         self._closed = True
         self._flush_seconds = timeout
         self._stop.set()
+        watcher = self._watch.stop() if self._watch is not None else None
         loop = asyncio.get_running_loop()
         if self._thread is not None:
             await loop.run_in_executor(None, self._thread.join, timeout + 5)
-        if self._watch is not None and (watcher := self._watch.stop()) is not None:
-            await loop.run_in_executor(None, watcher.join, 15)  # at most one request's timeout
+        if watcher is not None:  # it may be inside a metadata request (bounded by its timeout)
+            await loop.run_in_executor(None, watcher.join, timeout + 1)
         remaining = len(self._producer) if self._producer is not None else 0
         if remaining:
             log.error("Kafka producer closed with %d records undelivered", remaining)
