@@ -127,6 +127,14 @@ class ConnectionSection:
         min=65_536,
         max=64 * 1024 * 1024,
     )
+    max_unacknowledged_responses: int = setting(
+        10_000,
+        "Command responses the server has not acknowledged yet; while this many wait, a further command"
+        " is dropped unanswered (the server holds or expires it): a server that sends but never acks"
+        " cannot grow the agent's memory.",
+        min=16,
+        max=1_000_000,
+    )
 
     def __post_init__(self) -> None:
         if self.backoff_max_seconds < self.backoff_initial_seconds:

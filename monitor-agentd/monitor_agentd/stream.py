@@ -23,7 +23,7 @@ from monitor_agentd.outbound import Outbound
 from monitoring.v1 import monitoring_pb2 as pb
 from monitoring.v1 import monitoring_pb2_grpc as pb_grpc
 from monitoring_common.transport import COMPRESSION, client_keepalive_options
-from monitoring_common.untrusted import shown
+from monitoring_common.untrusted import LogBudget, shown
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +91,9 @@ class Link:
         #: How long the last stream stayed up (the reconnect loop resets its backoff on this).
         self.last_stream_seconds = 0.0
         self.server_id = ""
+        #: Commands dropped unanswered because too many responses waited for the server's ack.
+        self.unanswered = 0
+        self._unanswered_log = LogBudget(lines=1, seconds=60.0)
 
     def reconfigure(self, cfg: ConnectionSection) -> None:
         """Reload: retry delays apply at once, channel options from the next connection."""
@@ -192,7 +195,7 @@ class Link:
             if kind == "acknowledgment":
                 self._on_ack(message.acknowledgment)
             elif kind == "command":
-                self._commands.submit(message.command)
+                self._take_command(message.command)
             elif kind == "control" and message.control.action == pb.ServerControl.RECONNECT:
                 reason = shown(message.control.reason, 200)
                 log.info("Server %s asks to reconnect elsewhere: %s", self.server_id, reason)
@@ -202,6 +205,22 @@ class Link:
             raise LinkFailed(f"server asked to reconnect ({self._redirect})", immediate=True)
         if not (self._outbound.finishing and not self._outbound.unacknowledged):
             raise LinkFailed("server closed the stream")
+
+    def _take_command(self, command: pb.CommandMessage) -> None:
+        if len(self._outbound.responses) < self._cfg.max_unacknowledged_responses:
+            self._commands.submit(command)
+            return
+        # The server sends commands but does not acknowledge the answers: holding more would let it
+        # grow the agent's memory without end. Unanswered, the command stays the server's to hold.
+        self.unanswered += 1
+        self._unanswered_log.log(
+            log,
+            logging.WARNING,
+            "✗ Command %s dropped unanswered: %d responses wait for the server's ack (limit %d)",
+            shown(command.command_id),
+            len(self._outbound.responses),
+            self._cfg.max_unacknowledged_responses,
+        )
 
     def _on_ack(self, ack: pb.Ack) -> None:
         if ack.kind == pb.ACK_KIND_METRICS:

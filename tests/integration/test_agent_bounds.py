@@ -4,7 +4,8 @@ its log short, a normal ``ping`` still succeeds, and an ``--iterations`` agent s
 
 monitord refuses such commands itself (INVALID); here its limits are opened as far as its
 configuration allows, so that everything but the ids (one fixed pattern) reaches the agent, whose
-own bounds must hold."""
+own bounds must hold. Under eleven classes of hostile commands at once the agent's peak RSS stays
+within 2x its idle RSS (printed, with the case count of each class)."""
 
 from __future__ import annotations
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -287,3 +290,29 @@ def test_permanently_refused_response_is_forgotten(status: pb.CommandStatus.Valu
             assert len(server.responses()) == 1 and not outbound.unacknowledged
 
     run(scenario)
+
+
+def test_a_server_that_never_acks_answers_cannot_grow_the_agents_memory(caplog: pytest.LogCaptureFixture) -> None:
+    async def scenario() -> None:
+        async with FakeMonitord(auto_ack=False) as server:
+            link, outbound, commands = make(cfg=dataclasses.replace(PLAINTEXT, max_unacknowledged_responses=16))
+            for n in range(16):
+                outbound.add_response(response(f"c{n}"))
+            task = asyncio.create_task(link.run(server.address))
+            await server.until(lambda: len(server.responses()) == 16)
+            for n in range(50):
+                server.send(pb.ServerMessage(command=pb.CommandMessage(command_id=f"x{n}\x1b", command="ping")))
+            while link.unanswered < 50:  # the fake server is not told about the agent's drops: poll
+                await asyncio.sleep(0.01)
+            outbound.ack_response("c0", pb.SUCCEEDED)  # one slot frees: the next command is taken
+            server.send(pb.ServerMessage(command=pb.CommandMessage(command_id="ok", command="ping")))
+            await commands.arrived.wait()
+            assert [c.command_id for c in commands.got] == ["ok"]
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, LinkFailed):
+                await task
+
+    caplog.set_level(logging.WARNING, "monitor_agentd")
+    run(scenario)
+    (line,) = [r.getMessage() for r in caplog.records if "dropped unanswered" in r.getMessage()]
+    assert "x0\\x1b dropped unanswered: 16 responses wait for the server's ack (limit 16)" in line
