@@ -39,6 +39,9 @@ Partition = tuple[str, int]
 REPLAY_WAIT_SECONDS = 20.0
 #: How often the partition counts of the topics read are checked (partitions can be added).
 RECHECK_PARTITIONS_SECONDS = 30.0
+#: Batches handed to the event loop and not yet dispatched: the thread waits beyond this, so a
+#: busy loop bounds what is read ahead (librdkafka's prefetch is bounded by its own setting).
+HANDOFF_BATCHES = 2
 
 
 def _names(partitions: list[Any]) -> list[str]:
@@ -53,7 +56,7 @@ def consumer_config(cfg: MonitordConfig) -> dict[str, Any]:
         "fetch.min.bytes": 1,
         "socket.nagle.disable": True,
         # What librdkafka prefetches is memory a flood of large records could fill: bounded.
-        "queued.max.messages.kbytes": 16_384,
+        "queued.max.messages.kbytes": 8_192,
         "logger": librdkafka_logger("commands-consumer"),
     }
     return conf
@@ -75,6 +78,7 @@ class CommandIntake:
         self._on_presence = on_presence
         self._duty = AnswerDuty(cfg, router.set_owned, self._factory)
         self._stop = threading.Event()
+        self._handoff = threading.Semaphore(HANDOFF_BATCHES)
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._expiry: asyncio.Task[None] | None = None
@@ -179,6 +183,9 @@ class CommandIntake:
                     self._reached(consumer, targets)
                 replayed += 0 if announced else len(rows)
                 if rows:
+                    while not self._handoff.acquire(timeout=0.2):
+                        if self._stop.is_set():
+                            return
                     loop.call_soon_threadsafe(self._dispatch, rows)
                 if not announced and not targets:
                     announced = True
@@ -234,6 +241,12 @@ class CommandIntake:
         self.ready.set()
 
     def _dispatch(self, rows: list[Row]) -> None:
+        try:
+            self._dispatch_rows(rows)
+        finally:
+            self._handoff.release()
+
+    def _dispatch_rows(self, rows: list[Row]) -> None:
         topics = self._cfg.kafka.topics
         for topic, partition, offset, at, key, value, headers in rows:
             if topic == topics.commands:
