@@ -24,6 +24,7 @@ from monitoring_testsupport import (
     command_responses,
     produce_command,
     read_records,
+    rss_kib,
     sequences,
     start_agent,
     start_monitord,
@@ -107,14 +108,6 @@ def test_an_iterations_agent_given_hostile_commands_exits_0_with_every_record(
     assert sequences(found, agent_id) == list(range(1, 21))
     assert state_bytes(tmp_path / f"state-{agent_id}") < MAX_STATE_BYTES
     server.stop()
-
-
-def rss_kib(pid: int, field: str) -> int:
-    """VmRSS or VmHWM (peak) of ``pid`` in KiB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise AssertionError(f"no {field} for {pid}")
 
 
 FINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "REJECTED", "EXPIRED", "INVALID"}
