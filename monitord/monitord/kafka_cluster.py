@@ -22,7 +22,8 @@ from monitord.kafka_state import ClusterReport
 
 log = logging.getLogger(__name__)
 
-#: Probes between two reads of the topics' ``min.insync.replicas`` (it rarely changes).
+#: Probes between two reads of the topics' ``min.insync.replicas`` (it rarely changes; while some
+#: partitions are under it, it is read at every probe, so that a lowered value ends the state).
 MIN_ISR_EVERY = 60
 
 
@@ -37,8 +38,10 @@ AdminFactory = Callable[[dict[str, Any]], AdminLike]
 
 
 def report_from(metadata: Any, topics: Sequence[str], min_isr: Mapping[str, int]) -> ClusterReport:
-    """Count the problem partitions of ``topics`` in a ``ClusterMetadata`` (a topic whose
-    ``min.insync.replicas`` is unknown counts as 1: only an empty ISR is under it)."""
+    """Count the problem partitions of ``topics`` in a ``ClusterMetadata``. As the broker does
+    (Kafka 4.1 accepts ``acks=all`` writes to a one-replica topic with ``min.insync.replicas=2``),
+    the minimum is capped at the partition's replica count; unknown, it is 1 (only an empty ISR is
+    under it)."""
     partitions = no_leader = under_min = under_replicated = 0
     missing = []
     for name in topics:
@@ -49,7 +52,7 @@ def report_from(metadata: Any, topics: Sequence[str], min_isr: Mapping[str, int]
         for part in topic.partitions.values():
             partitions += 1
             no_leader += part.leader < 0
-            under_min += len(part.isrs) < min_isr.get(name, 1)
+            under_min += len(part.isrs) < min(min_isr.get(name, 1), max(1, len(part.replicas)))
             under_replicated += len(part.isrs) < len(part.replicas)
     return ClusterReport(partitions, no_leader, under_min, under_replicated, tuple(missing))
 
@@ -69,6 +72,7 @@ class ClusterWatch:
         self._timeout = max(1.0, min(interval, 10.0))
         self._min_isr: dict[str, int] = {}
         self._probes = 0
+        self._under_min = False
         self._warned = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -104,10 +108,12 @@ class ClusterWatch:
         except Exception as exc:  # KafkaException: no broker answered in time
             log.debug("Kafka metadata request failed: %s", exc)
             return None
-        if self._probes % MIN_ISR_EVERY == 0 or not self._min_isr:
+        if self._probes % MIN_ISR_EVERY == 0 or not self._min_isr or self._under_min:
             self._read_min_isr()
         self._probes += 1
-        return report_from(metadata, self._topics, self._min_isr)
+        report = report_from(metadata, self._topics, self._min_isr)
+        self._under_min = report.under_min_isr > 0
+        return report
 
     def _read_min_isr(self) -> None:
         resources = [ConfigResource(ResourceType.TOPIC, name) for name in self._topics]

@@ -2,8 +2,9 @@
 confirmations have stopped for ``kafka.down_after_seconds`` (not after a delivery timeout), health
 turns NOT_SERVING, and after the restart it is up again -- one log line each way, no flapping.
 
-The degraded state (partitions without leader / under min ISR) needs a cluster; it is checked with
-fakes in tests/unit/monitord/test_kafka_bridge.py and test_app.py until the cluster tests run it.
+The degraded state (partitions without leader / under min ISR) needs a cluster: a single broker
+caps ``min.insync.replicas`` at its one replica (checked here: it stays up). It is checked with fakes
+in tests/unit/monitord/test_kafka_bridge.py and test_app.py until the cluster tests run it.
 """
 
 from __future__ import annotations
@@ -14,6 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from confluent_kafka.admin import (  # type: ignore[attr-defined]  # no __all__
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    ResourceType,
+)
 from grpc_health.v1 import health_pb2
 
 from monitoring_testsupport import (
@@ -22,6 +30,8 @@ from monitoring_testsupport import (
     health_status,
     loss_report,
     read_records,
+    sequences,
+    start_agent,
     start_fleet,
     start_monitord,
     unique,
@@ -47,6 +57,14 @@ def wait_health(address: str, wanted: int, timeout: float) -> None:
     while (status := health_status(address)) != wanted:
         assert time.monotonic() < deadline, f"health still {health_pb2.HealthCheckResponse.ServingStatus.Name(status)}"
         time.sleep(0.2)
+
+
+def set_min_isr(bootstrap: str, topic: str, value: int) -> None:
+    entry = ConfigEntry("min.insync.replicas", str(value), incremental_operation=AlterConfigOpType.SET)
+    resource = ConfigResource(ResourceType.TOPIC, topic, incremental_configs=[entry])
+    admin = AdminClient({"bootstrap.servers": bootstrap})  # kept until the answer: destroying it cancels
+    for future in admin.incremental_alter_configs([resource]).values():
+        future.result(30)
 
 
 def test_stopped_broker_is_down_after_down_after_seconds_and_up_once_back(
@@ -114,3 +132,24 @@ def test_idle_monitord_is_down_when_no_broker_answers_and_up_when_one_does(
     wait_health(address, SERVING, timeout=SLACK)
     text = server.text()
     assert text.count("Kafka unavailable") == 1 and text.count("Kafka reachable again") == 1, text[-3000:]
+
+
+def test_min_isr_above_the_replication_factor_is_not_degraded(private_kafka: KafkaBroker, tmp_path: Path) -> None:
+    """Kafka 4.1 caps min.insync.replicas at the replica count: records to a one-replica topic with
+    ``min.insync.replicas=2`` are confirmed, so the state must stay up (measured: it does)."""
+    private_kafka.start()
+    set_min_isr(private_kafka.bootstrap, "monitoring-data", 2)
+    server, address = start_monitord(
+        tmp_path,
+        private_kafka.bootstrap,
+        extra={"kafka": {"down_after_seconds": DOWN_AFTER, "metadata_interval_seconds": 1}},
+    )
+    agent_id = unique("minisr")
+    agent = start_agent(tmp_path, address, agent_id, iterations=20, interval=0.1)
+    assert agent.wait(60) == 0, agent.text()[-3000:]
+    found = read_records(private_kafka.bootstrap, "monitoring-data", [agent_id], expect=20)
+    assert sequences(found, agent_id) == list(range(1, 21))
+    server.wait_metric("monitord_kafka_partitions", lambda v: v > 0)
+    now = server.metrics()
+    assert now["monitord_kafka_state"] == 2 and now["monitord_kafka_partitions_impaired{problem=under_min_isr}"] == 0
+    assert "Kafka degraded" not in server.text() and "Kafka unavailable" not in server.text()

@@ -57,6 +57,9 @@ def test_min_isr_comes_from_each_topic_and_is_read_again_now_and_then(monkeypatc
     w.probe()
     assert w.probe() == ClusterReport(partitions=7, under_min_isr=1, under_replicated=1)
     assert fake.config_requests == 2 and fake.metadata_requests == 4
+    fake.min_isr["monitoring-data"] = 2  # lowered again: read at once while partitions are under it
+    assert w.probe() == ClusterReport(partitions=7, under_replicated=1)
+    assert fake.config_requests == 3
 
 
 def test_without_configs_only_an_empty_isr_is_under_min(caplog: pytest.LogCaptureFixture) -> None:
@@ -70,6 +73,12 @@ def test_without_configs_only_an_empty_isr_is_under_min(caplog: pytest.LogCaptur
         "Cannot read min.insync.replicas of the topics (KafkaError{code=TOPIC_AUTHORIZATION_FAILED,val=29,"
         'str="denied"}): only partitions without leader count'
     ]
+
+
+def test_min_isr_above_the_replica_count_counts_as_the_replica_count() -> None:
+    fake = admin(**{"monitoring-data": [(1, [1], [1]), (1, [1, 2], [1])]})
+    fake.min_isr["monitoring-data"] = 2
+    assert watch(fake).probe() == ClusterReport(partitions=8, under_min_isr=1, under_replicated=1)
 
 
 def test_a_failed_request_is_none() -> None:
