@@ -122,7 +122,11 @@ def test_kafka_unreachable_gives_negative_acks_then_recovers(private_kafka: Kafk
     """While Kafka is down agents get negative acks, never positive ones; after it returns all is stored."""
     private_kafka.start()  # creates the topics, then goes away while monitord runs
     private_kafka.stop()
-    server, address = start_monitord(tmp_path, private_kafka.bootstrap, extra={"kafka": {"delivery_timeout_ms": 2000}})
+    server, address = start_monitord(
+        tmp_path,
+        private_kafka.bootstrap,
+        extra={"kafka": {"delivery_timeout_ms": 2000, "down_after_seconds": 2, "metadata_interval_seconds": 1}},
+    )
     agent_id = unique("patient")
     try:
         agent = start_agent(
