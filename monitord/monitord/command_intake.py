@@ -151,12 +151,23 @@ class CommandIntake:
             assignment.append(confluent_kafka.TopicPartition(topics.agent_status, p, confluent_kafka.OFFSET_END))
         return assignment, targets
 
+    def _planned(self, consumer: Any) -> tuple[list[Any], dict[Partition, int]]:
+        """:meth:`_plan`, asked again (every second, until stopped) while Kafka fails the request:
+        a broker of the cluster down at start must not leave this server without commands."""
+        while True:
+            try:
+                return self._plan(consumer)
+            except confluent_kafka.KafkaException as exc:
+                log.warning("Commands consumer: cannot plan the replay yet (%s); trying again", exc)
+                if self._stop.wait(1.0):
+                    return [], {}
+
     def _run(self) -> None:
         assert self._loop is not None
         loop = self._loop
         consumer = self._factory(consumer_config(self._cfg))
         try:
-            assignment, targets = self._plan(consumer)
+            assignment, targets = self._planned(consumer)
             if self._stop.is_set():
                 return
             consumer.assign(assignment)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+import confluent_kafka
 import pytest
 
 from monitord import command_intake
@@ -155,3 +156,29 @@ def test_partitions_added_while_running_are_read_from_their_start(monkeypatch: p
         await rig.intake.close()
 
     asyncio.run(scenario())
+
+
+def test_a_kafka_error_while_planning_the_replay_is_retried(caplog: pytest.LogCaptureFixture) -> None:
+    class OneBrokerDown(ConsumerFactory):  # a restart while one bootstrap broker is away
+        def __call__(self, conf: dict[str, object]) -> object:  # type: ignore[override]
+            consumer = super().__call__(conf)
+            real, failures = consumer.offsets_for_times, [1]
+
+            def offsets_for_times(partitions: list[object], timeout: float) -> list[object]:
+                if failures:
+                    failures.pop()
+                    raise confluent_kafka.KafkaException("Broker handle destroyed without termination")
+                return real(partitions, timeout)  # type: ignore[no-any-return]
+
+            consumer.offsets_for_times = offsets_for_times  # type: ignore[assignment,method-assign]
+            return consumer
+
+    async def scenario() -> None:
+        rig = Rig(OneBrokerDown())  # type: ignore[arg-type]
+        rig.intake.start()
+        assert await rig.intake.wait_ready(WAIT)  # the replay was planned again, and read
+        await rig.intake.close()
+
+    with caplog.at_level(logging.WARNING):
+        asyncio.run(scenario())
+    assert "cannot plan the replay yet" in caplog.text and "Commands consumer failed" not in caplog.text
