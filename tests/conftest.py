@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from monitoring_testsupport import KafkaBroker, free_port, procs
+from monitoring_testsupport import KafkaBroker, KafkaCluster, free_port, procs
 
 
 @pytest.fixture(autouse=True)
@@ -44,6 +44,18 @@ def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
         yield broker
     finally:
         broker.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaCluster]:
+    """A 3-node cluster (RF 3, min.insync.replicas 2) by scripts/kafka-cluster.sh, started only
+    for the tests that ask for it; tests may kill, stop and start its nodes."""
+    cluster = KafkaCluster(tmp_path_factory.mktemp("kafka-cluster"))
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture

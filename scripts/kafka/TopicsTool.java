@@ -4,7 +4,8 @@
 // topic.  Compiled once by the script into its cache directory.
 //
 // Usage: TopicsTool --bootstrap HOST:PORT [--command-config FILE]
-//                   [--wait-ms N] [--list] [NAME[:PARTITIONS[:compact]] ...]
+//                   [--wait-ms N] [--replication-factor N] [--list]
+//                   [NAME[:PARTITIONS[:compact]] ...]
 //
 // Exit status: 0 ok, 1 error, 2 usage error, 3 cluster not ready in time.
 import java.io.FileInputStream;
@@ -26,7 +27,7 @@ public final class TopicsTool {
     private static int usage(String msg) {
         System.err.println("TopicsTool: " + msg);
         System.err.println("usage: TopicsTool --bootstrap HOST:PORT [--command-config FILE]"
-                + " [--wait-ms N] [--list] [NAME[:PARTITIONS[:compact]] ...]");
+                + " [--wait-ms N] [--replication-factor N] [--list] [NAME[:PARTITIONS[:compact]] ...]");
         return 2;
     }
 
@@ -52,6 +53,7 @@ public final class TopicsTool {
         String bootstrap = null;
         String commandConfig = null;
         long waitMs = 30_000L;
+        String replication = "1";
         boolean list = false;
         List<String> specs = new ArrayList<>();
         for (int i = 0; i < args.length; i++) {
@@ -68,6 +70,10 @@ public final class TopicsTool {
                 case "--wait-ms":
                     if (++i >= args.length) return usage("--wait-ms needs a value");
                     waitMs = Long.parseLong(args[i]);
+                    break;
+                case "--replication-factor":
+                    if (++i >= args.length) return usage("--replication-factor needs a value");
+                    replication = args[i];
                     break;
                 case "--list":
                     list = true;
@@ -128,7 +134,7 @@ public final class TopicsTool {
                         "--create", "--if-not-exists",
                         "--topic", name,
                         "--partitions", partitions,
-                        "--replication-factor", "1"));
+                        "--replication-factor", replication));
                 if (parts.length > 2) {
                     if (!parts[2].equals("compact")) {
                         return usage("bad topic spec '" + spec + "': third field must be 'compact'");

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from monitoring_testsupport import KafkaBroker
+from monitoring_testsupport import KafkaBroker, KafkaCluster
 from monitoring_testsupport.matrix import FAULTS, CellResult, render, run_cell
 from monitoring_testsupport.matrix.table import write_json
 
@@ -52,13 +52,19 @@ def test_fault_matrix_cell(
 ) -> None:
     fault = FAULTS[fault_name]
     broker: KafkaBroker | None = None
+    cluster: KafkaCluster | None = None
     if fault.private_kafka:
         broker = request.getfixturevalue("private_kafka")
         broker.start()
+        bootstrap = broker.bootstrap
+    elif fault.cluster:
+        cluster = request.getfixturevalue("kafka_cluster")
+        cluster.start()  # a node a failed cell left down comes back
+        cluster.wait_in_sync(("monitoring-data", "command-responses", "commands", "agent-status"))
+        bootstrap = cluster.bootstrap
     else:
-        broker_shared: KafkaBroker = request.getfixturevalue("kafka")
-    bootstrap = broker.bootstrap if broker else broker_shared.bootstrap
-    result = run_cell(fault, bootstrap, tmp_path, broker=broker)
+        bootstrap = request.getfixturevalue("kafka").bootstrap
+    result = run_cell(fault, bootstrap, tmp_path, broker=broker, cluster=cluster)
     matrix_report.results.append(result)
     print(render([result], title=fault_name))
     assert result.ok, f"{fault.description}: " + "; ".join(result.failed())

@@ -7,6 +7,7 @@ and readers of what landed in Kafka.
 
 from monitoring_testsupport.commands import FINAL_STATUSES, command_responses, produce_command, statuses
 from monitoring_testsupport.kafka import KafkaBroker, bench_broker, loss_report, read_records, sequences
+from monitoring_testsupport.kafka_cluster import KafkaCluster
 from monitoring_testsupport.paths import BIN, KAFKA_SH, REPO, free_port, unique, write_yaml
 from monitoring_testsupport.procs import (
     STARTED,
@@ -27,6 +28,7 @@ __all__ = [
     "REPO",
     "STARTED",
     "KafkaBroker",
+    "KafkaCluster",
     "Monitord",
     "NotifyListener",
     "Proc",

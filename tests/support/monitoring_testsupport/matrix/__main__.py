@@ -3,7 +3,8 @@
 ``--soak MINUTES --seed S`` runs random cells (faults drawn from the same set) one after another
 until the time is up; the seed reproduces the sequence of faults and the workload's choices.
 Without ``--soak`` every fault runs once, in order. Kafka: $KAFKA_BOOTSTRAP's cluster or a broker
-started here; cells that stop Kafka get a broker of their own.
+started here; cells that stop Kafka get a broker of their own; broker-fault cells get a 3-node
+cluster, started with the first of them.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from monitoring_testsupport import procs
 from monitoring_testsupport.kafka import KafkaBroker, bench_broker
+from monitoring_testsupport.kafka_cluster import KafkaCluster
 from monitoring_testsupport.matrix.cell import CellSettings, run_cell
 from monitoring_testsupport.matrix.faults import FAULTS, Fault
 from monitoring_testsupport.matrix.invariants import CellResult
@@ -41,8 +43,12 @@ def _plan(args: argparse.Namespace) -> list[Fault] | None:
     return None if args.soak else [FAULTS[name] for name in args.fault or FAULTS]
 
 
-def _one(fault: Fault, shared: KafkaBroker, root: Path, seed: int, label: str) -> CellResult:
+def _one(fault: Fault, shared: KafkaBroker, cluster: KafkaCluster, root: Path, seed: int, label: str) -> CellResult:
     root.mkdir(parents=True)
+    if fault.cluster:
+        cluster.start()  # the first time, or a node a failed cell left down
+        cluster.wait_in_sync(("monitoring-data", "command-responses", "commands", "agent-status"))
+        return run_cell(fault, cluster.bootstrap, root, CellSettings(seed=seed), cluster=cluster, label=label)
     if not fault.private_kafka:
         return run_cell(fault, shared.bootstrap, root, CellSettings(seed=seed), label=label)
     broker = KafkaBroker(free_port(), root / "private-kafka")
@@ -60,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="fault-matrix-") as tmp:
         work = args.workdir or Path(tmp)
         shared, started_here = bench_broker(work)
+        cluster = KafkaCluster(work / "kafka-cluster")
         results: list[CellResult] = []
         deadline = time.monotonic() + (args.soak or 0) * 60
         try:
@@ -71,12 +78,13 @@ def main(argv: list[str] | None = None) -> int:
                 n += 1
                 label = f"#{n} {fault.name}" if plan is None else fault.name
                 print(f"cell {label} ...", file=sys.stderr, flush=True)
-                results.append(_one(fault, shared, work / f"cell-{n:03d}", rng.randrange(2**32), label))
+                results.append(_one(fault, shared, cluster, work / f"cell-{n:03d}", rng.randrange(2**32), label))
                 print(render(results[-1:], title=label), file=sys.stderr, flush=True)
                 procs.STARTED.clear()
         finally:
             if started_here:
                 shared.stop()
+            cluster.stop()
         title = f"fault matrix (seed {args.seed}" + (f", soak {args.soak:g} min)" if args.soak else ")")
         print(render(results, title=title))
         if args.json:

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from monitoring_testsupport.kafka import KafkaBroker
-from monitoring_testsupport.matrix import history, invariants
+from monitoring_testsupport.kafka_cluster import KafkaCluster
+from monitoring_testsupport.matrix import cluster_faults, history, invariants
 from monitoring_testsupport.matrix.agents import Agent, agent_config
 from monitoring_testsupport.matrix.faults import Fault
 from monitoring_testsupport.matrix.workload import CommandProducer, Mix, ResponseWatcher, Trickle
@@ -104,6 +105,7 @@ class Cell:
         settings: CellSettings,
         broker: KafkaBroker | None,
         ns: Netns | None,
+        cluster: KafkaCluster | None = None,
     ) -> None:
         self.fault, self.bootstrap, self.root, self.settings, self.broker, self.ns = (
             fault,
@@ -113,6 +115,8 @@ class Cell:
             broker,
             ns,
         )
+        self.cluster = cluster
+        self.fault_at = 0.0
         self.rng = random.Random(settings.seed)
         self.notes: list[str] = []
         self.recovered_at: float | None = None
@@ -187,7 +191,11 @@ class Cell:
         self._wait_metrics()
         time.sleep(self.settings.settle)
         ids = [*self.targets, self.absent_id]
-        return history.read_history(self.bootstrap, ids, self.since)
+        hist = history.read_history(self.bootstrap, ids, self.since)
+        if self.cluster is not None:
+            worst, partition = cluster_faults.stall(hist["monitoring-data"], int(self.fault_at * 1000))
+            self.note(f"stall: longest gap in monitoring-data-{partition} {worst:.1f} s (Kafka append times)")
+        return hist
 
     def streaming(self) -> list[Agent]:
         """The agents running at the end: every agent of the cell but the absent one."""
@@ -243,17 +251,19 @@ def run_cell(
     settings: CellSettings | None = None,
     broker: KafkaBroker | None = None,
     label: str | None = None,
+    cluster: KafkaCluster | None = None,
 ) -> invariants.CellResult:
     """Run one cell end to end and return its figures (processes are stopped whatever happens)."""
     settings = settings or CellSettings()
     started = time.monotonic()
     with ExitStack() as stack:
         ns = stack.enter_context(netns()) if fault.netns else None
-        cell = Cell(fault, bootstrap, root, settings, broker, ns)
+        cell = Cell(fault, bootstrap, root, settings, broker, ns, cluster)
         stack.callback(cell.close)
         cell.start()
         time.sleep(settings.warmup)
         cell.trickle.late_open.clear()
+        cell.fault_at = time.time()
         fault.inject(cell)
         hist = cell.finish()
         return cell.evaluate(hist, label or fault.name, time.monotonic() - started)

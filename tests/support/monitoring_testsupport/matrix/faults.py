@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from monitoring_testsupport.matrix import cluster_faults
 from monitoring_testsupport.matrix.agents import impostor_answers
 
 if TYPE_CHECKING:
@@ -29,6 +30,8 @@ class Fault:
     netns: bool = False
     #: The cell needs a broker of its own (it gets stopped).
     private_kafka: bool = False
+    #: The cell runs on the 3-node cluster (monitord gets all three bootstrap servers).
+    cluster: bool = False
 
 
 def _monitord_kill9(cell: Cell) -> None:
@@ -151,6 +154,30 @@ FAULTS: dict[str, Fault] = {
         Fault("agent-kill9-command", "agent SIGKILL during a slow command, restarted", _agent_kill9_mid_command),
         Fault("kafka-stopped", "Kafka broker stopped 30 s", _kafka_stopped, private_kafka=True),
         Fault("network-cut", "agent's network cut 30 s (own netns)", _network_cut, netns=True),
+        Fault(
+            "leader-kill9",
+            "the broker leading an agent's partition SIGKILLed, restarted 3 s later (3-node cluster)",
+            cluster_faults.leader_kill9,
+            cluster=True,
+        ),
+        Fault(
+            "two-brokers-down",
+            "two of three brokers stopped (SIGTERM) 30 s, then started",
+            cluster_faults.two_brokers_down,
+            cluster=True,
+        ),
+        Fault(
+            "rolling-restart",
+            "each broker in turn SIGTERMed and started, waiting for a full ISR",
+            cluster_faults.rolling_restart,
+            cluster=True,
+        ),
+        Fault(
+            "broker-monitord-kill9",
+            "a leading broker and monitord SIGKILLed together, both restarted",
+            cluster_faults.broker_and_monitord_kill9,
+            cluster=True,
+        ),
         Fault(
             "impostor-answers",
             "another agent streams DELIVERED and SUCCEEDED for the late agent's held commands",
