@@ -6,7 +6,14 @@ and readers of what landed in Kafka.
 """
 
 from monitoring_testsupport.commands import FINAL_STATUSES, command_responses, produce_command, statuses
-from monitoring_testsupport.kafka import KafkaBroker, bench_broker, loss_report, read_records, sequences
+from monitoring_testsupport.kafka import (
+    KafkaBroker,
+    bench_broker,
+    loss_report,
+    read_records,
+    sequences,
+    stop_and_check_agent,
+)
 from monitoring_testsupport.kafka_cluster import KafkaCluster
 from monitoring_testsupport.paths import BIN, KAFKA_SH, REPO, free_port, unique, write_yaml
 from monitoring_testsupport.procs import (
@@ -47,6 +54,7 @@ __all__ = [
     "start_fleet",
     "start_monitord",
     "statuses",
+    "stop_and_check_agent",
     "unique",
     "write_yaml",
 ]

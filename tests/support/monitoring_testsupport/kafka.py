@@ -16,6 +16,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from monitord import records
 from monitoring_testsupport.paths import KAFKA_SH, free_port, unique
+from monitoring_testsupport.procs import COLLECTED, Proc
 
 
 @dataclass
@@ -112,6 +113,16 @@ def loss_report(name: str, sent: dict[str, int], found: list[records.DecodedReco
     total = sum(sent.values())
     print(f"{name}: sent {total} / in Kafka {in_kafka} / lost {lost} / duplicated {dup}")
     return {"sent": total, "in_kafka": in_kafka, "lost": lost, "duplicated": dup}
+
+
+def stop_and_check_agent(name: str, agent: Proc, bootstrap: str, agent_id: str) -> dict[str, int]:
+    """SIGTERM a running ``--iterations 0`` agent (it exits 0 once its records are acknowledged),
+    then compare Kafka with every sequence it logged as collected; returns :func:`loss_report`."""
+    status = agent.stop(timeout=30)
+    assert status == 0, f"{agent.name} exited {status}:\n{agent.text()[-3000:]}"
+    collected = max((int(n) for n in COLLECTED.findall(agent.text())), default=0)
+    found = read_records(bootstrap, "monitoring-data", [agent_id], expect=collected, timeout=60)
+    return loss_report(name, {agent_id: collected}, found)
 
 
 def bench_broker(tmp: Path) -> tuple[KafkaBroker, bool]:

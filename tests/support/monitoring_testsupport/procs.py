@@ -21,6 +21,9 @@ from typing import Any
 from monitoring_testsupport.paths import BIN, free_port, unique, write_yaml
 from monitoring_testsupport.readiness import NotifyListener, scrape
 
+#: What a mock agent logs once a collected record is in its spool (``[n] Streamed`` / ``[n] Spooled``).
+COLLECTED = re.compile(r"\[(\d+)\] (?:Streamed|Spooled)")
+
 
 def rss_kib(pid: int, field: str = "VmRSS") -> int:
     """VmRSS (now) or VmHWM (peak) of process ``pid``, in KiB."""

@@ -5,7 +5,6 @@ be read from its logs."""
 from __future__ import annotations
 
 import copy
-import re
 import signal
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,12 +14,11 @@ import grpc
 
 from monitoring.v1 import monitoring_pb2 as pb
 from monitoring.v1 import monitoring_pb2_grpc as pb_grpc
-from monitoring_testsupport.procs import Proc, start_agent
+from monitoring_testsupport.procs import COLLECTED, Proc, start_agent
 
 INTERVAL = 0.5
 #: How long the slow command runs.
 SLOW_SECONDS = 5
-_COLLECTED = re.compile(r"\[(\d+)\] (?:Streamed|Spooled)")
 REGISTERED = r"✓ Agent registered"
 
 
@@ -90,7 +88,7 @@ class Agent:
 
     def highest(self) -> int:
         """The highest sequence any incarnation logged as collected (logged after the spool write)."""
-        return max((int(n) for p in self.runs for n in _COLLECTED.findall(p.text())), default=0)
+        return max((int(n) for p in self.runs for n in COLLECTED.findall(p.text())), default=0)
 
     def running(self) -> bool:
         return bool(self.runs) and self.proc.running()
