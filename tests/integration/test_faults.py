@@ -7,7 +7,6 @@ import re
 import signal
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,6 @@ from monitoring_testsupport import (
     start_monitord,
     unique,
 )
-from monitoring_testsupport.netns import Netns, netns
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -53,7 +51,7 @@ def test_monitord_kill9_mid_run_then_restart(kafka: KafkaBroker, tmp_path: Path)
     assert report["lost"] == 0
 
 
-def test_kafka_stopped_for_60s_mid_run(private_kafka: KafkaBroker, tmp_path: Path) -> None:
+def test_kafka_stopped_for_20s_with_a_delivery_timeout(private_kafka: KafkaBroker, tmp_path: Path) -> None:
     private_kafka.start()
     server, address = start_monitord(
         tmp_path,
@@ -61,62 +59,19 @@ def test_kafka_stopped_for_60s_mid_run(private_kafka: KafkaBroker, tmp_path: Pat
         extra={"server": {"log_each_record": False}, "kafka": {"delivery_timeout_ms": 5000}},
     )
     prefix = unique("kdown")
-    fleet = start_fleet(tmp_path, address, prefix, count=5, iterations=160, interval=0.5, ack_timeout=180)
+    fleet = start_fleet(tmp_path, address, prefix, count=5, iterations=80, interval=0.5, ack_timeout=180)
     fleet.wait_status(r"fleet: 5/5 connected", timeout=60)
     time.sleep(5)
     private_kafka.stop()
     server.wait_for(r"Kafka unavailable", timeout=60)
-    time.sleep(60)
+    time.sleep(20)  # four delivery timeouts: every record sent meanwhile is nacked and resent
     private_kafka.start()
     server.wait_for(r"Kafka reachable again", timeout=120)
     agents = fleet_result(fleet, 300)
-    assert all(a["exit"] == 0 and a["sequence"] == 160 for a in agents.values()), agents
-    found = read_records(private_kafka.bootstrap, "monitoring-data", agents, expect=800, timeout=60)
-    report = loss_report("Kafka broker stopped 60 s (5 agents)", {a: 160 for a in agents}, found)
+    assert all(a["exit"] == 0 and a["sequence"] == 80 for a in agents.values()), agents
+    found = read_records(private_kafka.bootstrap, "monitoring-data", agents, expect=400, timeout=60)
+    report = loss_report("Kafka broker stopped 20 s, delivery timeout 5 s (5 agents)", {a: 80 for a in agents}, found)
     assert report["lost"] == 0
-
-
-@pytest.fixture
-def cut_netns() -> Iterator[Netns]:
-    """A network namespace joined to the host by a veth pair (deleted afterwards)."""
-    with netns() as ns:
-        yield ns
-
-
-def test_network_cut_for_30s(kafka: KafkaBroker, tmp_path: Path, cut_netns: Netns) -> None:
-    host_ip = cut_netns.host_ip
-    port = free_port()
-    start_monitord(tmp_path, kafka.bootstrap, extra={"server": {"listen": f"0.0.0.0:{port}"}})
-    agent_id = unique("netcut")
-    config = {
-        "connection": {
-            "keepalive_seconds": 10,
-            "keepalive_timeout_seconds": 5,
-            "backoff_max_seconds": 5,
-            "ack_timeout_seconds": 120,
-            "connect_timeout_seconds": 3,
-        }
-    }
-    agent = start_agent(
-        tmp_path,
-        f"{host_ip}:{port}",
-        agent_id,
-        iterations=120,
-        interval=0.5,
-        config=config,
-        wrap=cut_netns.wrap,
-    )
-    agent.wait_for(r"\[5\] Streamed metrics", timeout=60)
-    cut_netns.link(up=False)
-    cut_at = time.monotonic()
-    agent.wait_for(r"✗ Connection to .* failed", timeout=30)  # noticed by keepalive, while still cut
-    noticed_after = time.monotonic() - cut_at
-    time.sleep(max(0.0, 30 - (time.monotonic() - cut_at)))
-    cut_netns.link(up=True)
-    assert agent.wait(150) == 0, agent.text()[-3000:]
-    print(f"network cut: agent noticed after {noticed_after:.1f}s (keepalive 10 s + timeout 5 s)")
-    found = read_records(kafka.bootstrap, "monitoring-data", [agent_id], expect=120)
-    assert loss_report("network cut 30 s (agent in its own netns)", {agent_id: 120}, found)["lost"] == 0
 
 
 def test_agent_kill9_with_unacked_records_replays_them(kafka: KafkaBroker, tmp_path: Path) -> None:

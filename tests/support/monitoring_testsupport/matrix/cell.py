@@ -12,7 +12,7 @@ from typing import Any
 
 from monitoring_testsupport.kafka import KafkaBroker
 from monitoring_testsupport.kafka_cluster import KafkaCluster
-from monitoring_testsupport.matrix import cluster_faults, history, invariants
+from monitoring_testsupport.matrix import cluster_faults, history, invariants, kafka_view
 from monitoring_testsupport.matrix.agents import Agent, agent_config
 from monitoring_testsupport.matrix.faults import Fault
 from monitoring_testsupport.matrix.workload import CommandProducer, Mix, ResponseWatcher, Trickle
@@ -190,6 +190,8 @@ class Cell:
         self.targets = {a.agent_id: a.highest() for a in self.streaming()}
         self._wait_metrics()
         time.sleep(self.settings.settle)
+        runs = [proc for server in self.servers for proc in server.runs]
+        self.kafka_figure = kafka_view.figure(runs, self.fault.kafka_downs, self.fault.kafka_degraded)
         ids = [*self.targets, self.absent_id]
         hist = history.read_history(self.bootstrap, ids, self.since)
         if self.cluster is not None:
@@ -230,6 +232,7 @@ class Cell:
             limit=self.settings.latency_limit,
             notes=self.notes,
             seconds=seconds,
+            extra=[self.kafka_figure],
         )
 
     def close(self) -> None:

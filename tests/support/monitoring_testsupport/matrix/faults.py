@@ -32,6 +32,11 @@ class Fault:
     private_kafka: bool = False
     #: The cell runs on the 3-node cluster (monitord gets all three bootstrap servers).
     cluster: bool = False
+    #: How often monitord must say Kafka is down: once per outage of confirmations longer than
+    #: kafka.down_after_seconds, and never for a fault Kafka rides out.
+    kafka_downs: int = 0
+    #: monitord must say Kafka is degraded (partitions without a leader or under min ISR).
+    kafka_degraded: bool = False
 
 
 def _monitord_kill9(cell: Cell) -> None:
@@ -118,6 +123,7 @@ def _network_cut(cell: Cell) -> None:
     cut_at = time.monotonic()
     try:
         victim.proc.wait_for(r"✗ Connection to .* failed", timeout=cell.settings.outage)
+        cell.note(f"the agent noticed the cut after {time.monotonic() - cut_at:.1f} s (keepalive 10 s + 5 s)")
     except AssertionError:
         cell.note("the agent did not notice the cut while it lasted")
     time.sleep(max(0.0, cell.settings.outage - (time.monotonic() - cut_at)))
@@ -152,7 +158,7 @@ FAULTS: dict[str, Fault] = {
         ),
         Fault("agent-kill9-idle", "agent SIGKILL while idle, restarted (same state dir)", _agent_kill9_idle),
         Fault("agent-kill9-command", "agent SIGKILL during a slow command, restarted", _agent_kill9_mid_command),
-        Fault("kafka-stopped", "Kafka broker stopped 30 s", _kafka_stopped, private_kafka=True),
+        Fault("kafka-stopped", "Kafka broker stopped 30 s", _kafka_stopped, private_kafka=True, kafka_downs=1),
         Fault("network-cut", "agent's network cut 30 s (own netns)", _network_cut, netns=True),
         Fault(
             "leader-kill9",
@@ -165,6 +171,8 @@ FAULTS: dict[str, Fault] = {
             "two of three brokers stopped (SIGTERM) 30 s, then started",
             cluster_faults.two_brokers_down,
             cluster=True,
+            kafka_downs=1,
+            kafka_degraded=True,
         ),
         Fault(
             "rolling-restart",

@@ -4,7 +4,8 @@
 2. order: the first occurrence of each sequence comes in increasing order (a resend is a duplicate);
 3. commands: every confirmed command has exactly one final status (identical repeats allowed);
 4. latency: ``ping`` to a connected agent after recovery, command record → DELIVERED record;
-5. presence: each agent's latest presence is CONNECTED, by log order and by the ordering rule.
+5. presence: each agent's latest presence is CONNECTED, by log order and by the ordering rule;
+6. kafka: what monitord said about Kafka matches what the fault did (:mod:`.kafka_view`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from monitoring_testsupport.commands import FINAL_STATUSES
 from monitoring_testsupport.matrix.history import Rec
 from monitoring_testsupport.matrix.workload import Sent
 
-INVARIANTS = ("metrics", "order", "commands", "latency", "presence")
+INVARIANTS = ("metrics", "order", "commands", "latency", "presence", "kafka")
 _GONE = {pb.DISCONNECTED, pb.STALE}
 
 
@@ -186,6 +187,7 @@ def evaluate(
     limit: float,
     notes: list[str],
     seconds: float,
+    extra: Sequence[Figure] = (),
 ) -> CellResult:
     """Every invariant of one cell over its history."""
     data, answers, status = hist["monitoring-data"], hist["command-responses"], hist["agent-status"]
@@ -195,5 +197,6 @@ def evaluate(
         commands(answers, sent),
         latency(answers, sent, recovered_at, probe_agents, limit),
         presence(status, list(targets)),
+        *extra,
     ]
     return CellResult(label, fault, figures, list(notes), round(seconds, 1))
