@@ -127,7 +127,8 @@ class KafkaSection:
     client: Mapping[str, str] = setting(
         factory=lambda: MappingProxyType({}),
         doc="librdkafka properties for every Kafka client of monitord, monitor-analyzer and monitorctl "
-        "(security.protocol, sasl.mechanism, sasl.username, ssl.ca.location, ...).",
+        "(security.protocol, sasl.mechanism, sasl.username, ssl.ca.location, ...); not acks, "
+        "enable.idempotence or the timeouts (refused, as in producer).",
     )
     secrets_file: str = setting(
         "",
@@ -136,14 +137,31 @@ class KafkaSection:
     )
     producer: Mapping[str, str] = setting(
         factory=lambda: MappingProxyType({}),
-        doc="Extra librdkafka producer properties passed through verbatim (e.g. security.protocol).",
+        doc="Extra librdkafka producer properties passed through verbatim (e.g. security.protocol); "
+        "those the delivery promise depends on (acks, enable.idempotence, message.timeout.ms, ...) are refused.",
     )
 
     def __post_init__(self) -> None:
         for part in self.bootstrap_servers.split(","):
             split_hostport("bootstrap_servers", part.strip())
+        for name, extra in (("producer", self.producer), ("client", self.client)):
+            for key in sorted(DELIVERY_PROPERTIES.keys() & set(extra)):
+                raise InvalidField(name, f"{key} cannot be set: {DELIVERY_PROPERTIES[key]}")
         if self.metadata_interval_seconds >= self.down_after_seconds:  # idle, answers would come too late
             raise InvalidField("metadata_interval_seconds", "must be shorter than down_after_seconds")
+
+
+#: librdkafka properties the delivery promise depends on (docs/delivery.md): never passed through.
+DELIVERY_PROPERTIES = MappingProxyType(
+    {
+        "acks": "monitord acknowledges a record only once every in-sync replica has it (acks=all)",
+        "request.required.acks": "monitord acknowledges a record only once every in-sync replica has it (acks=all)",
+        "enable.idempotence": "the idempotent producer keeps each agent's records in order without duplicates",
+        "message.timeout.ms": "use kafka.delivery_timeout_ms",
+        "delivery.timeout.ms": "use kafka.delivery_timeout_ms",
+        "transactional.id": "monitord's producer is not transactional",
+    }
+)
 
 
 @dataclass(frozen=True)

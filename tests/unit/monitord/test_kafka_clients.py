@@ -21,7 +21,7 @@ from monitord.kafka_clients import (
     librdkafka_logger,
     producer_config,
 )
-from monitoring_common.config_loader import ConfigError
+from monitoring_common.config_loader import ConfigError, InvalidField
 
 SECURE = KafkaSection(client={"security.protocol": "SASL_SSL"})  # type: ignore[arg-type]
 
@@ -31,6 +31,24 @@ def test_producer_is_idempotent_with_acks_all() -> None:
     assert conf["enable.idempotence"] is True and conf["acks"] == "all"
     assert conf["security.protocol"] == "SSL" and conf["client.id"] == "monitord-x"
     assert conf["message.timeout.ms"] == 0 and conf["compression.type"] == "zstd"  # 0: never time out locally
+
+
+@pytest.mark.parametrize("section", ["producer", "client"])
+@pytest.mark.parametrize(
+    ("key", "why"),
+    [
+        ("acks", "acks=all"),
+        ("request.required.acks", "acks=all"),
+        ("enable.idempotence", "in order"),
+        ("message.timeout.ms", "use kafka.delivery_timeout_ms"),
+        ("delivery.timeout.ms", "use kafka.delivery_timeout_ms"),
+        ("transactional.id", "not transactional"),
+    ],
+)
+def test_properties_the_delivery_promise_depends_on_cannot_be_passed_through(section: str, key: str, why: str) -> None:
+    with pytest.raises(InvalidField, match=f"{key} cannot be set: .*{why}") as raised:
+        KafkaSection(**{section: {key: "1"}})  # type: ignore[arg-type]
+    assert raised.value.field == section
 
 
 def test_every_consumer_starts_from_the_client_settings() -> None:

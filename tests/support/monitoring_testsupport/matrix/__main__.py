@@ -33,6 +33,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--soak", type=float, metavar="MINUTES", help="random cells until MINUTES have passed")
     parser.add_argument("--seed", type=int, default=1, help="reproduces the faults and the workload (default 1)")
     parser.add_argument("--fault", action="append", choices=sorted(FAULTS), help="only these faults (repeatable)")
+    parser.add_argument(
+        "--delivery-timeout-ms",
+        type=int,
+        metavar="MS",
+        help="monitord's kafka.delivery_timeout_ms in every cell (to measure what a local timeout costs)",
+    )
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
     parser.add_argument("--workdir", type=Path, help="keep logs and state here (default: a temporary directory)")
     return parser.parse_args(argv)
@@ -43,18 +49,20 @@ def _plan(args: argparse.Namespace) -> list[Fault] | None:
     return None if args.soak else [FAULTS[name] for name in args.fault or FAULTS]
 
 
-def _one(fault: Fault, shared: KafkaBroker, cluster: KafkaCluster, root: Path, seed: int, label: str) -> CellResult:
+def _one(
+    fault: Fault, shared: KafkaBroker, cluster: KafkaCluster, root: Path, settings: CellSettings, label: str
+) -> CellResult:
     root.mkdir(parents=True)
     if fault.cluster:
         cluster.start()  # the first time, or a node a failed cell left down
         cluster.wait_in_sync(("monitoring-data", "command-responses", "commands", "agent-status"))
-        return run_cell(fault, cluster.bootstrap, root, CellSettings(seed=seed), cluster=cluster, label=label)
+        return run_cell(fault, cluster.bootstrap, root, settings, cluster=cluster, label=label)
     if not fault.private_kafka:
-        return run_cell(fault, shared.bootstrap, root, CellSettings(seed=seed), label=label)
+        return run_cell(fault, shared.bootstrap, root, settings, label=label)
     broker = KafkaBroker(free_port(), root / "private-kafka")
     broker.start()
     try:
-        return run_cell(fault, broker.bootstrap, root, CellSettings(seed=seed), broker=broker, label=label)
+        return run_cell(fault, broker.bootstrap, root, settings, broker=broker, label=label)
     finally:
         broker.stop()
         procs.STARTED.clear()
@@ -78,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
                 n += 1
                 label = f"#{n} {fault.name}" if plan is None else fault.name
                 print(f"cell {label} ...", file=sys.stderr, flush=True)
-                results.append(_one(fault, shared, cluster, work / f"cell-{n:03d}", rng.randrange(2**32), label))
+                settings = CellSettings(seed=rng.randrange(2**32), delivery_timeout_ms=args.delivery_timeout_ms)
+                results.append(_one(fault, shared, cluster, work / f"cell-{n:03d}", settings, label))
                 print(render(results[-1:], title=label), file=sys.stderr, flush=True)
                 procs.STARTED.clear()
         finally:

@@ -41,6 +41,8 @@ class CellSettings:
     latency_limit: float = 2.0
     seed: int = 0
     mix: Mix = field(default_factory=Mix)
+    #: monitord's kafka.delivery_timeout_ms (None: its default, 0 = never time a record out).
+    delivery_timeout_ms: int | None = None
 
 
 @dataclass
@@ -121,6 +123,8 @@ class Cell:
         self.notes: list[str] = []
         self.recovered_at: float | None = None
         kafka: dict[str, Any] = {}
+        if settings.delivery_timeout_ms is not None:
+            kafka["delivery_timeout_ms"] = settings.delivery_timeout_ms
         host = "0.0.0.0" if ns else "127.0.0.1"
         self.servers = [Server(f"monitord-{'ab'[i]}", root, bootstrap, host, kafka) for i in range(fault.servers)]
         prefix = unique(f"mx-{fault.name}")
