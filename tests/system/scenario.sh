@@ -2,12 +2,18 @@
 # The booted-host scenario, run as root ON the host under test (an nspawn container or a Vagrant
 # VM): one step per invocation, so the driver can check Kafka between steps.
 #
-#   scenario.sh STEP        steps: install start journal status reload watchdog badconfig
-#                                  upgrade security purge   (or: all)
+#   scenario.sh STEP        single host (nspawn, and the Vagrantfile's agent-<distro> VMs):
+#                             install start journal status reload watchdog badconfig upgrade
+#                             security purge   (or: all)
+#                           two VMs (tests/system/test_vms.py): server, agent (install, mutual
+#                             TLS across the network, enable --now), journal (on the server),
+#                             booted (on the agent after a reboot)
 #
 # Environment: PKG_DIR (directory with the .deb files: version 1 as *_1.deb names are picked by
 # VERSION_OLD / VERSION_NEW), KAFKA_BOOTSTRAP (HOST:PORT reachable from this host), LISTEN_PORT
-# (monitord's port), AGENT_ID. Every check prints "ok: ..." or "FAIL: ..." and a failure exits 1.
+# (monitord's port), AGENT_ID; for server/agent also CA_DIR (scripts/dev-ca.sh CA_DIR
+# monitord-server AGENT_ID) and SERVER (monitord's HOST:PORT, agent). Every check prints "ok: ..."
+# or "FAIL: ..." and a failure exits 1.
 set -uo pipefail
 : "${PKG_DIR:?}" "${KAFKA_BOOTSTRAP:?}" "${LISTEN_PORT:?}" "${AGENT_ID:?}" "${VERSION_OLD:?}" "${VERSION_NEW:?}"
 export DEBIAN_FRONTEND=noninteractive SYSTEMD_PAGER= SYSTEMD_COLORS=0
@@ -214,8 +220,60 @@ step_purge() {
     ok "purge stopped the services and removed state and configuration"
 }
 
+# -- Two VMs: monitord and monitor-agentd on separate hosts, mutual TLS across the network. --
+
+tls_files() {  # tls_files DIR GROUP CERT KEY: the CA and one certificate, the key readable by GROUP only
+    install -d -m 0750 -g "$2" "$1"
+    install -m 0644 "$CA_DIR/ca.crt" "$1/ca.crt"
+    install -m 0644 "$3" "$1/$(basename "$3")"
+    install -m 0640 -g "$2" "$4" "$1/$(basename "$4")"
+}
+
+step_server() {
+    : "${CA_DIR:?}"
+    dpkg -i "$PKG_DIR/monitord_${VERSION_OLD}_amd64.deb" >/dev/null || fail "dpkg -i monitord"
+    tls_files /etc/monitord/tls monitord "$CA_DIR/server.crt" "$CA_DIR/server.key"
+    sed -i "s/^  bootstrap_servers: .*/  bootstrap_servers: \"$KAFKA_BOOTSTRAP\"/; 0,/^  listen: .*/s//  listen: \"0.0.0.0:$LISTEN_PORT\"/" \
+        /etc/monitord/monitord.yaml
+    monitord --check-config --config /etc/monitord/monitord.yaml >/dev/null || fail "monitord.yaml invalid"
+    systemctl enable --now monitord >/dev/null 2>&1 || fail "systemctl enable --now monitord"
+    [ "$(prop monitord ActiveState)" = active ] || fail "monitord not active"
+    ok "monitord installed offline, mTLS on 0.0.0.0:$LISTEN_PORT, Kafka $KAFKA_BOOTSTRAP, enabled and active"
+}
+
+step_agent() {
+    : "${CA_DIR:?}" "${SERVER:?}"
+    dpkg -i "$PKG_DIR/monitor-agentd_${VERSION_OLD}_amd64.deb" >/dev/null || fail "dpkg -i monitor-agentd"
+    local certs
+    certs=$(mktemp -d)
+    cp "$CA_DIR/agents/$AGENT_ID.crt" "$certs/agent.crt" && cp "$CA_DIR/agents/$AGENT_ID.key" "$certs/agent.key"
+    tls_files /etc/monitor-agentd/tls monitor-agentd "$certs/agent.crt" "$certs/agent.key"
+    rm -rf "$certs"
+    # Keepalive at monitord's lower bounds, so a cut link is noticed within 15 s; backoff capped at
+    # 10 s, so the agent is back within seconds of monitord's host (the test reboots it).
+    sed -i "s/^    - \"127.0.0.1:50051\"/    - \"$SERVER\"/; s/^  id: \"\"/  id: \"$AGENT_ID\"/; s/^  interval_seconds: 10.0/  interval_seconds: 1.0/;
+            s/^    server_name: \"\"/    server_name: \"monitord-server\"/; s/^  keepalive_seconds: .*/  keepalive_seconds: 10.0/;
+            s/^  keepalive_timeout_seconds: .*/  keepalive_timeout_seconds: 5.0/; s/^  backoff_max_seconds: .*/  backoff_max_seconds: 10.0/" \
+        /etc/monitor-agentd/agent.yaml
+    monitor-agentd --check-config --config /etc/monitor-agentd/agent.yaml >/dev/null || fail "agent.yaml invalid"
+    systemctl enable --now monitor-agentd >/dev/null 2>&1 || fail "systemctl enable --now monitor-agentd"
+    [ "$(prop monitor-agentd ActiveState)" = active ] || fail "monitor-agentd not active"
+    ok "monitor-agentd installed offline, mTLS to $SERVER as $AGENT_ID, enabled and active"
+}
+
+step_booted() {  # on the agent VM after a reboot while monitord was away
+    [ "$(systemctl is-enabled monitor-agentd)" = enabled ] || fail "monitor-agentd not enabled"
+    wait_for 60 "monitor-agentd active at boot" sh -c '[ "$(systemctl show -p ActiveState --value monitor-agentd)" = active ]'
+    journal_has monitor-agentd "Stopping with [1-9][0-9]* metrics unacknowledged; they stay spooled on disk" -b -1 \
+        || fail "the last boot's journal has no shutdown with spooled metrics"
+    ok "shut down with metrics spooled (journal of the previous boot)"
+    journal_has monitor-agentd "Spool: [1-9][0-9]* unacknowledged records on disk" -b 0 \
+        || fail "this boot's journal has no spool replay"
+    wait_for 120 "registered again at boot, replaying the spool" journal_has monitor-agentd "✓ Agent registered" -b 0
+}
+
 case "${1:-}" in
-    install|start|journal|status|reload|watchdog|badconfig|upgrade|security|purge) "step_$1" ;;
+    install|start|journal|status|reload|watchdog|badconfig|upgrade|security|purge|server|agent|booted) "step_$1" ;;
     all) for s in install start journal status reload watchdog badconfig upgrade security purge; do
              echo "== $s"; "step_$s"; done ;;
     *) echo "usage: scenario.sh STEP|all" >&2; exit 2 ;;

