@@ -12,8 +12,15 @@ if [ -f "$root/.monitord-ready" ]; then
 fi
 command -v debootstrap >/dev/null || { echo "rootfs.sh: debootstrap is not installed (apt-get install debootstrap)" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || { echo "rootfs.sh: must run as root" >&2; exit 1; }
-rm -rf "$root.tmp"
 mkdir -p "$cache"
+# One build at a time (scripts/test starts one in the background): a second caller waits for it.
+exec 9>"$cache/.lock"
+flock 9
+if [ -f "$root/.monitord-ready" ]; then
+    echo "$root"
+    exit 0
+fi
+rm -rf "$root.tmp"
 echo "rootfs.sh: debootstrap bookworm into $root (a few minutes, once)" >&2
 debootstrap --variant=minbase \
     --include=systemd,systemd-sysv,dbus,python3.11,adduser,procps,iproute2,less,man-db \

@@ -37,6 +37,10 @@ add_box() {  # vagrant box add, unless this recipe's box is already there
     touch "$stamp"
 }
 
+mkdir -p "$cache"
+# One build at a time (scripts/test starts one in the background): a second caller waits for it.
+exec 9>"$cache/.lock"
+flock 9
 if [ -f "$box" ]; then
     [ "${1:-}" = --add ] && add_box
     echo "$box"
@@ -51,7 +55,6 @@ pub=$(ls /usr/share/rubygems-integration/all/gems/vagrant-*/keys/vagrant.pub 2>/
 [ -f "$mbr" ] || die "$mbr missing (apt-get install syslinux-common)"
 [ -n "$pub" ] || die "Vagrant's insecure public key not found (apt-get install vagrant)"
 
-mkdir -p "$cache"
 work=$(mktemp -d "$cache/build.XXXXXX")
 mnt="$work/mnt"
 loop=""

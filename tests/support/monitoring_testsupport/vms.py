@@ -176,8 +176,9 @@ def vm_lab(work: Path, packages: Path, version_old: str, version_new: str) -> It
         _kafka("start", work / "kafka")
         lab.timed("Kafka in the namespace", started)
         started = time.monotonic()
-        lab.vagrant("up", "server", "agent")
+        up = lab.vagrant("up", "server", "agent")
         lab.timed("vagrant up server agent (provisioned)", started)
+        print("\n".join(line for line in up.splitlines() if "ok:" in line))
         (work / "ssh_config").write_text(lab.vagrant("ssh-config", "server", "agent"))
         yield lab
     finally:
