@@ -170,6 +170,10 @@ end
 EOF
 tar -C "$boxdir" -cf "$box.tmp" metadata.json Vagrantfile box.img
 mv "$box.tmp" "$box"
+# Boxes of older recipes (about 800 MB each) are not used again.
+for old in "$cache"/debian12-*.box "$cache"/added-*; do
+    case "$old" in "$box" | "$cache/added-$recipe") ;; *) rm -f "$old" ;; esac
+done
 echo "vm-box.sh: $box ($(du -h "$box" | cut -f1))" >&2
 [ "${1:-}" = --add ] && add_box
 echo "$box"
