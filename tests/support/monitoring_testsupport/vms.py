@@ -156,6 +156,9 @@ def vm_lab(work: Path, packages: Path, version_old: str, version_new: str) -> It
     env = dict(os.environ)
     env |= {
         "VAGRANT_DOTFILE_PATH": str(work / ".vagrant"),
+        # No version or box-update checks: nothing is fetched (the namespace has no route out anyway).
+        "VAGRANT_CHECKPOINT_DISABLE": "1",
+        "VAGRANT_BOX_UPDATE_CHECK_DISABLE": "1",
         "MONITORD_VM_BOX": "monitord/debian12",
         "MONITORD_VM_DIST": str(dist),
         "KAFKA_BOOTSTRAP": KAFKA,
