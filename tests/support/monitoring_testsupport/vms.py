@@ -11,7 +11,6 @@ scripts/vm-box.sh's (debootstrap, cached), the packages and the development CA a
 from __future__ import annotations
 
 import os
-import re
 import shlex
 import subprocess
 import time
@@ -21,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from monitoring_testsupport.paths import KAFKA_SH, REPO
+from monitoring_testsupport.procs import COLLECTED
 
 VM_HOST = REPO / "scripts/vm-host.sh"
 VM_BOX = REPO / "scripts/vm-box.sh"
@@ -29,7 +29,6 @@ KAFKA = "192.168.56.1:9092"  # the broker in the namespace, as the guests and th
 SERVER = "192.168.56.11:50051"
 AGENT_ID = "vagrant-agent"
 SCENARIO = "/vagrant/tests/system/scenario.sh"
-_COLLECTED = re.compile(r"^\[(\d+)\] (?:Streamed|Spooled)", re.MULTILINE)
 
 
 def run(argv: list[str], timeout: float = 600, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -98,7 +97,7 @@ class VmLab:
 
     def collected(self) -> int:
         """The highest sequence the agent logged as collected, over all its boots."""
-        return max((int(n) for n in _COLLECTED.findall(self.journal("agent", "monitor-agentd"))), default=0)
+        return max((int(n) for n in COLLECTED.findall(self.journal("agent", "monitor-agentd"))), default=0)
 
     def boot_id(self, vm: str) -> str | None:
         result = self.ssh(vm, "cat /proc/sys/kernel/random/boot_id", timeout=30)
@@ -133,7 +132,8 @@ class VmLab:
         must(["virsh", "-q", "domif-setlink", f"monitord_{vm}", self.interface(vm), "up" if up else "down"])
 
 
-def _kafka(command: str, data_dir: Path) -> None:
+def _kafka(command: str, data_dir: Path) -> subprocess.CompletedProcess[str]:
+    """scripts/kafka.sh COMMAND for the broker in the namespace (listening on the private network)."""
     env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP"}
     env |= {
         "KAFKA_DATA_DIR": str(data_dir),
@@ -142,7 +142,7 @@ def _kafka(command: str, data_dir: Path) -> None:
         "KAFKA_PORT": KAFKA.split(":")[1],
         "KAFKA_CONTROLLER_PORT": "9093",
     }
-    must([str(VM_HOST), "exec", str(KAFKA_SH), command], 300, env)
+    return run([str(VM_HOST), "exec", str(KAFKA_SH), command], 300, env)
 
 
 @contextmanager
@@ -176,7 +176,8 @@ def vm_lab(work: Path, packages: Path, version_old: str, version_new: str) -> It
         must([str(VM_BOX), "--add"], 1800)
         lab.timed("box (built once per recipe)", started)
         started = time.monotonic()
-        _kafka("start", work / "kafka")
+        kafka = _kafka("start", work / "kafka")
+        assert kafka.returncode == 0, f"Kafka in the namespace did not start:\n{kafka.stdout}\n{kafka.stderr}"
         lab.timed("Kafka in the namespace", started)
         started = time.monotonic()
         up = lab.vagrant("up", "server", "agent")
@@ -187,10 +188,6 @@ def vm_lab(work: Path, packages: Path, version_old: str, version_new: str) -> It
     finally:
         lab.inside("vagrant", "destroy", "-f", timeout=300)
         if (work / "kafka").exists():
-            run(
-                [str(VM_HOST), "exec", str(KAFKA_SH), "stop"],
-                120,
-                {**os.environ, "KAFKA_DATA_DIR": str(work / "kafka")},
-            )
+            _kafka("stop", work / "kafka")
         run([str(VM_HOST), "stop"], 120)
         print("vm step times (s):", lab.timings)
