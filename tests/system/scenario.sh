@@ -52,8 +52,7 @@ wait_for() {  # wait_for SECONDS DESCRIPTION COMMAND...
 # writes (SIGPIPE, 141): the more the journal holds after the match, the likelier. So every grep
 # after journalctl here reads to the end (>/dev/null, not -q).
 journal_has() { journalctl -u "$1" --no-pager -o cat "${@:3}" | grep -E -- "$2" >/dev/null; }
-# A line of UNIT from any boot but this one, by boot id. Not "-b -1": in one CI run journalctl's
-# "-b -1" did not find the previous boot's line that the whole journal showed (emulated guest).
+# A line of UNIT from any boot but this one, by boot id (whatever order journalctl gives boots).
 journal_had() {
     local boot
     boot=$(tr -d - </proc/sys/kernel/random/boot_id)
